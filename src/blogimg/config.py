@@ -1,0 +1,115 @@
+"""Settings: environment variables ``BLOGIMG_*`` and an optional ``blogimg.toml``.
+
+Built by the CLI or the app (``Settings()``), never at import time, so tests and embedding
+programs can pass their own. Provider SDKs keep their own variables (``OPENAI_API_KEY``,
+``GEMINI_API_KEY`` …); blogimg reads them only to know which providers are configured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from blogimg.domain import Size
+
+
+class Settings(BaseSettings):
+    """Everything blogimg can be told; the defaults serve one machine with no keys."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BLOGIMG_",
+        toml_file="blogimg.toml",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    # Where things live.
+    database_url: str = Field(
+        "sqlite+aiosqlite:///./blogimg-data/blogimg.db",
+        description="SQLAlchemy URL of the catalogue (sqlite+aiosqlite or postgresql+psycopg).",
+    )
+    storage: Literal["local", "memory", "s3", "cloudinary", "vercel-blob"] = Field(
+        "local", description="Where image files are stored."
+    )
+    storage_path: Path = Field(
+        Path("./blogimg-data/images"), description="Root directory of local storage."
+    )
+    public_base_url: str = Field(
+        "/files/", description="Prefix of public URLs of stored files (local storage)."
+    )
+
+    # Generation.
+    providers: list[str] | None = Field(
+        None,
+        description="Ordered fallback list; default: every provider with a key, then 'card'.",
+    )
+    max_concurrent: int = Field(3, ge=1, le=64, description="Images generated at once.")
+    retry_attempts: int = Field(2, ge=0, le=10, description="Retries per provider after a failure.")
+    retry_delay: float = Field(1.0, ge=0, le=300, description="Base of exponential backoff, seconds.")
+    retry_max_delay: float = Field(60.0, ge=0, description="Longest single backoff wait, seconds.")
+    fallback_on_refusal: bool = Field(
+        False, description="After a safety refusal, try the next provider."
+    )
+    provider_timeout: float = Field(180.0, gt=0, description="Longest one provider call may take.")
+    quality: Literal["low", "medium", "high", "auto"] = Field("high")
+    lease_seconds: float = Field(60.0, ge=1, description="How long a claim holds without heartbeat.")
+    max_job_attempts: int = Field(5, ge=1, description="Claims of one job before it fails for good.")
+    budget_daily_usd: float | None = Field(None, ge=0)
+    budget_monthly_usd: float | None = Field(None, ge=0)
+    api_keys: list[str] = Field(default_factory=list)
+
+    # Prompt extraction.
+    cover_size: str = Field("1536x1024", description="Size of cover images.")
+    inline_size: str = Field("1024x1024", description="Default size of inline and section images.")
+    section_images: bool = Field(False, description="Give every H2 section an image.")
+    max_section_images: int = Field(3, ge=0, le=50, description="Cap on section images per post.")
+
+    # Imaging.
+    max_pixels: int = Field(50_000_000, ge=1, description="Largest image decoded, in pixels.")
+    variant_widths: list[int] = Field(default_factory=lambda: [480, 768, 1024, 1536])
+    variant_formats: list[Literal["avif", "webp", "jpeg"]] = Field(
+        default_factory=lambda: ["avif", "webp"]
+    )
+    jpeg_quality: int = Field(85, ge=1, le=100)
+    webp_quality: int = Field(80, ge=1, le=100)
+    avif_quality: int = Field(50, ge=1, le=100)
+    avif_effort: int = Field(4, ge=0, le=9, description="AVIF encoder effort; higher is slower.")
+    thumbnail_size: int = Field(300, ge=16, le=2048)
+
+    @field_validator("cover_size", "inline_size")
+    @classmethod
+    def _check_size(cls, value: str) -> str:
+        Size.parse(value)
+        return value
+
+    @field_validator("providers", "api_keys", "variant_widths", "variant_formats", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        # Environment variables arrive as "a,b"; accept that besides JSON lists.
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit arguments win, then the environment, then blogimg.toml in the working directory.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

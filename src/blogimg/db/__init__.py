@@ -1,0 +1,1 @@
+"""The catalogue: tables, migrations, the queue and every query."""

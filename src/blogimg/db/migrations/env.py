@@ -1,0 +1,44 @@
+"""Alembic environment: blogimg runs migrations itself, handing Alembic a live connection.
+
+``alembic`` on the command line also works: it reads BLOGIMG_DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from alembic import context
+
+from blogimg.db.tables import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _run(connection) -> None:  # type: ignore[no-untyped-def]
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,  # SQLite can only change tables by copying them
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_from_url(url: str) -> None:
+    from blogimg.db.engine import create_engine
+
+    engine = create_engine(url)
+    async with engine.begin() as connection:
+        await connection.run_sync(_run)
+    await engine.dispose()
+
+
+connection = config.attributes.get("connection")
+if connection is not None:
+    _run(connection)
+else:
+    asyncio.run(_run_from_url(os.environ.get(
+        "BLOGIMG_DATABASE_URL", "sqlite+aiosqlite:///./blogimg-data/blogimg.db")))

@@ -1,0 +1,259 @@
+"""Every query blogimg makes outside the queue's state changes (see db/queue.py for those)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from blogimg.db.tables import (
+    Batch,
+    BlogPost,
+    GeneratedImage,
+    GenerationAttempt,
+    ImagePromptRow,
+    utcnow,
+)
+from blogimg.domain import AttemptRecord, ExtractedPost, Status
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """What saving one post did to the queue."""
+
+    post_id: int
+    prompt_ids: tuple[int, ...]
+    queued_image_ids: tuple[int, ...]  #: jobs now waiting in this batch
+    already_done: int  #: prompts whose image already succeeded (no work)
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a worker needs to make one image."""
+
+    image_id: int
+    prompt: ImagePromptRow
+    post: BlogPost
+
+
+class Repository:
+    """Named queries over one database; handlers and the pipeline call these, nothing else."""
+
+    def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker) -> None:
+        self.engine = engine
+        self.sessions = sessions
+
+    # Posts, prompts and enqueueing -------------------------------------------------------
+
+    async def create_batch(self) -> int:
+        async with self.sessions.begin() as session:
+            batch = Batch()
+            session.add(batch)
+            await session.flush()
+            return batch.id
+
+    async def save_post_and_enqueue(self, post: ExtractedPost, batch_id: int) -> EnqueueResult:
+        """Upsert the post and its prompts and enqueue every image not yet made, atomically.
+
+        One transaction, so a crash leaves either the whole post queued or nothing; re-running
+        finds prompts by fingerprint and images by prompt, so nothing is made twice.
+        """
+        async with self.sessions.begin() as session:
+            row = await self._upsert_post(session, post)
+            prompt_rows = await self._sync_prompts(session, row.id, post)
+            queued, done = await self._enqueue(session, row.id, prompt_rows, batch_id)
+            return EnqueueResult(row.id, tuple(p.id for p in prompt_rows), tuple(queued), done)
+
+    async def _upsert_post(self, session: AsyncSession, post: ExtractedPost) -> BlogPost:
+        row = await session.scalar(select(BlogPost).where(BlogPost.slug == post.slug))
+        if row is None:
+            row = BlogPost(slug=post.slug)
+            session.add(row)
+        row.title, row.markdown, row.summary = post.title, post.markdown, post.summary
+        row.tags, row.language, row.source_path = list(post.tags), post.language, post.source_path
+        row.images_enabled = not post.opted_out
+        await session.flush()
+        return row
+
+    async def _sync_prompts(
+        self, session: AsyncSession, post_id: int, post: ExtractedPost
+    ) -> list[ImagePromptRow]:
+        existing = {
+            prompt.fingerprint: prompt
+            for prompt in await session.scalars(
+                select(ImagePromptRow).where(ImagePromptRow.post_id == post_id)
+            )
+        }
+        rows = []
+        for prompt in post.prompts:
+            row = existing.get(prompt.fingerprint)
+            if row is None:
+                row = ImagePromptRow(post_id=post_id, fingerprint=prompt.fingerprint)
+                session.add(row)
+            # Position and context may move as the post is edited; identity stays.
+            row.kind, row.position, row.prompt = prompt.kind.value, prompt.position, prompt.prompt
+            row.size, row.alt_hint, row.heading, row.line = (
+                str(prompt.size), prompt.alt_hint, prompt.heading, prompt.line,
+            )
+            rows.append(row)
+        await session.flush()
+        return rows
+
+    async def _enqueue(
+        self, session: AsyncSession, post_id: int, prompts: Sequence[ImagePromptRow], batch_id: int
+    ) -> tuple[list[int], int]:
+        if not prompts:
+            return [], 0
+        images = {
+            image.prompt_id: image
+            for image in await session.scalars(
+                select(GeneratedImage).where(
+                    GeneratedImage.prompt_id.in_([p.id for p in prompts]),
+                    GeneratedImage.variation == 0,
+                )
+            )
+        }
+        queued, done = [], 0
+        for prompt in prompts:
+            image = images.get(prompt.id)
+            if image is None:
+                image = GeneratedImage(prompt_id=prompt.id, post_id=post_id, batch_id=batch_id,
+                                       status=Status.QUEUED)
+                session.add(image)
+                await session.flush()
+            elif image.status == Status.SUCCEEDED:
+                done += 1
+                continue
+            elif image.status == Status.FAILED:
+                # Asking again is a fresh chance: back to the queue with a clean slate.
+                image.status, image.error_code, image.error_message = Status.QUEUED, None, None
+                image.attempts = 0
+            # Queued or running (perhaps left by a killed run) jobs join this batch; a live
+            # lease stays with its holder, a dead one is re-claimed by our worker.
+            image.batch_id = batch_id
+            queued.append(image.id)
+        await session.flush()
+        return queued, done
+
+    async def set_batch_total(self, batch_id: int, total: int) -> None:
+        async with self.sessions.begin() as session:
+            await session.execute(update(Batch).where(Batch.id == batch_id).values(total=total))
+
+    async def finish_batch(self, batch_id: int) -> None:
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(Batch).where(Batch.id == batch_id).values(finished_at=utcnow())
+            )
+
+    # Jobs and the ledger ----------------------------------------------------------------
+
+    async def job_context(self, image_id: int) -> JobContext:
+        async with self.sessions() as session:
+            image = await session.get(GeneratedImage, image_id)
+            assert image is not None, f"claimed image {image_id} vanished"
+            prompt = await session.get(ImagePromptRow, image.prompt_id)
+            post = await session.get(BlogPost, image.post_id)
+            return JobContext(image_id, prompt, post)
+
+    async def record_attempt(self, image_id: int, record: AttemptRecord, owner: str) -> None:
+        """Append one provider call to the ledger at once: money spent is recorded even if we crash."""
+        async with self.sessions.begin() as session:
+            session.add(
+                GenerationAttempt(
+                    image_id=image_id, attempt=record.attempt, provider=record.provider,
+                    model=record.model, outcome=record.outcome.value,
+                    http_status=record.http_status, latency_ms=record.latency_ms,
+                    cost_usd=record.cost_usd, error=record.error, lease_owner=owner,
+                )
+            )
+
+    async def attempts_for(self, image_id: int) -> int:
+        async with self.sessions() as session:
+            return await session.scalar(
+                select(func.count()).where(GenerationAttempt.image_id == image_id)
+            ) or 0
+
+    async def batch_counts(self, batch_id: int) -> dict[str, int]:
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(GeneratedImage.status, func.count())
+                .where(GeneratedImage.batch_id == batch_id)
+                .group_by(GeneratedImage.status)
+            )
+            counts = {status.value: 0 for status in Status}
+            counts.update({status: count for status, count in rows.all()})
+            return counts
+
+    async def batch_images(self, batch_id: int) -> list[GeneratedImage]:
+        async with self.sessions() as session:
+            return list(
+                await session.scalars(
+                    select(GeneratedImage).where(GeneratedImage.batch_id == batch_id).order_by(GeneratedImage.id)
+                )
+            )
+
+    async def batch_ledger(self, batch_id: int) -> tuple[int, float, int]:
+        """(provider calls, known cost in USD, calls of unknown cost) made for a batch's jobs.
+
+        Only calls since the batch began count: a job carried over from a killed run keeps its
+        earlier calls in the ledger, but they belong to that run.
+        """
+        async with self.sessions() as session:
+            began = await session.scalar(select(Batch.created_at).where(Batch.id == batch_id))
+            row = (
+                await session.execute(
+                    select(
+                        func.count(GenerationAttempt.id),
+                        func.coalesce(func.sum(GenerationAttempt.cost_usd), 0.0),
+                        func.sum(case((GenerationAttempt.cost_usd.is_(None), 1), else_=0)),
+                    )
+                    .join(GeneratedImage, GeneratedImage.id == GenerationAttempt.image_id)
+                    .where(GeneratedImage.batch_id == batch_id, GenerationAttempt.started_at >= began)
+                )
+            ).one()
+            return int(row[0]), float(row[1]), int(row[2] or 0)
+
+    # Reporting ---------------------------------------------------------------------------
+
+    async def stats(self) -> dict:
+        """Totals for ``blogimg stats``: images by status, by provider, cost, bytes."""
+        async with self.sessions() as session:
+            by_status = dict(
+                (await session.execute(
+                    select(GeneratedImage.status, func.count()).group_by(GeneratedImage.status)
+                )).all()
+            )
+            by_provider = (
+                await session.execute(
+                    select(
+                        GenerationAttempt.provider,
+                        func.count(),
+                        func.sum(case((GenerationAttempt.outcome == "ok", 1), else_=0)),
+                        func.coalesce(func.sum(GenerationAttempt.cost_usd), 0.0),
+                        func.sum(case((GenerationAttempt.cost_usd.is_(None), 1), else_=0)),
+                        func.avg(GenerationAttempt.latency_ms),
+                    ).group_by(GenerationAttempt.provider).order_by(GenerationAttempt.provider)
+                )
+            ).all()
+            size = (
+                await session.execute(
+                    select(
+                        func.coalesce(func.sum(GeneratedImage.bytes_original), 0),
+                        func.coalesce(func.sum(GeneratedImage.bytes_stored), 0),
+                    ).where(GeneratedImage.status == Status.SUCCEEDED)
+                )
+            ).one()
+            posts = await session.scalar(select(func.count()).select_from(BlogPost))
+        return {
+            "posts": posts or 0,
+            "by_status": {status.value: by_status.get(status.value, 0) for status in Status},
+            "by_provider": [
+                {"provider": p, "calls": calls, "ok": ok or 0, "cost_usd": float(cost),
+                 "unknown_cost_calls": unknown or 0, "mean_latency_ms": round(latency or 0)}
+                for p, calls, ok, cost, unknown, latency in by_provider
+            ],
+            "bytes_original": int(size[0]),
+            "bytes_stored": int(size[1]),
+        }

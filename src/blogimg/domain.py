@@ -1,0 +1,177 @@
+"""The values that flow through blogimg: prompts, requests, provider results, events.
+
+All are frozen dataclasses or string enums so they can cross threads, be compared in tests and
+be stored as-is in the database.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+
+from blogimg.errors import InputError
+
+
+class Status(enum.StrEnum):
+    """Where a generated image (a job) stands."""
+
+    QUEUED = "queued"  #: waiting for a worker to claim it
+    RUNNING = "running"  #: claimed by a worker that holds its lease
+    SUCCEEDED = "succeeded"  #: files stored and catalogued
+    FAILED = "failed"  #: every provider was tried; error_code says why
+
+
+class Outcome(enum.StrEnum):
+    """How one provider call ended; decides what the chain does next."""
+
+    OK = "ok"  #: an image came back
+    REFUSED = "refused"  #: safety or policy refusal; never retried on the same provider
+    TRANSIENT = "transient"  #: 429, 5xx, timeout, reset; retried with backoff
+    QUOTA = "quota"  #: billing, quota or credentials; the provider is paused for the run
+    INVALID = "invalid"  #: our request was wrong; retrying the same request cannot help
+    EMPTY = "empty"  #: the call succeeded but no image came back; never a success
+
+
+class PromptKind(enum.StrEnum):
+    """Why a post needs an image."""
+
+    COVER = "cover"  #: the post's lead image, from title, summary and tags
+    INLINE = "inline"  #: an ``<!-- image: ... -->`` marker in the body
+    SECTION = "section"  #: one per H2 section, when section images are enabled
+
+
+_SIZE_PATTERN = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    """Requested pixel size of an image."""
+
+    width: int
+    height: int
+
+    @classmethod
+    def parse(cls, text: str) -> Size:
+        """Parse ``"1536x1024"``; raise InputError with the accepted form otherwise."""
+        match = _SIZE_PATTERN.match(text.strip().lower())
+        if not match:
+            raise InputError(f"image size {text!r} is not WIDTHxHEIGHT, e.g. 1536x1024")
+        width, height = int(match.group(1)), int(match.group(2))
+        if not (64 <= width <= 8192 and 64 <= height <= 8192):
+            raise InputError(f"image size {text!r} must be between 64 and 8192 pixels per side")
+        return cls(width, height)
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePrompt:
+    """One image a post needs, as extracted from its markdown."""
+
+    kind: PromptKind
+    position: int  #: order of appearance in the post; the cover is 0
+    prompt: str  #: what the image should show, sent to providers
+    size: Size
+    fingerprint: str  #: stable hash of what makes this image; re-runs match on it
+    alt_hint: str = ""  #: alt text given by the author, or context to derive it from
+    heading: str = ""  #: the H2 section the image belongs to, if any
+    line: int | None = None  #: 1-based source line of the marker or heading
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractedPost:
+    """A post as read from markdown, with the images it needs."""
+
+    slug: str
+    title: str
+    markdown: str
+    summary: str
+    tags: tuple[str, ...]
+    language: str
+    prompts: tuple[ImagePrompt, ...]
+    opted_out: bool = False  #: front matter said ``images: false``
+    source_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    """What a provider is asked to make."""
+
+    prompt: str
+    size: Size
+    quality: str = "high"
+    kind: PromptKind = PromptKind.COVER
+    title: str = ""  #: the post's title, for providers that set type (the card)
+    subtitle: str = ""  #: section heading or summary, for providers that set type
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderImage:
+    """A successful provider call: untrusted image bytes plus what the call cost."""
+
+    data: bytes
+    model: str
+    cost_usd: float | None  #: None means the price is unknown, never free
+    revised_prompt: str | None = None
+    alt_text: str | None = None  #: what the provider knows it drew, when it knows
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One provider call, for the cost ledger (``generation_attempts``)."""
+
+    attempt: int  #: 1-based number of this call within the job
+    provider: str
+    model: str | None
+    outcome: Outcome
+    latency_ms: int
+    cost_usd: float | None
+    http_status: int | None = None
+    error: str | None = None
+
+
+class EventKind(enum.StrEnum):
+    """Kinds of progress events a run emits, in the order they can occur for one image."""
+
+    QUEUED = "queued"  #: the batch's jobs are in the queue; ``total`` is set
+    STARTED = "started"  #: a worker claimed the image
+    ATTEMPT = "attempt"  #: a provider call ended (any outcome)
+    SUCCEEDED = "succeeded"  #: the image is stored and catalogued
+    FAILED = "failed"  #: the image failed for good
+    FINISHED = "finished"  #: the batch is done; always the last event
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressEvent:
+    """Something that happened in a run, for progress bars and logs."""
+
+    kind: EventKind
+    image_id: int | None = None
+    total: int = 0
+    done: int = 0
+    attempt: AttemptRecord | None = None
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """What a ``generate`` run did, for the closing table."""
+
+    batch_id: int | None = None
+    posts: int = 0
+    opted_out: int = 0
+    prompts: int = 0
+    queued: int = 0
+    already_done: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    provider_calls: int = 0
+    cost_usd: float = 0.0
+    unknown_cost_calls: int = 0
+    bytes_original: int = 0
+    bytes_stored: int = 0
+    seconds: float = 0.0
+    failures: list[tuple[int, str, str]] = field(default_factory=list)

@@ -1,0 +1,76 @@
+"""Every error blogimg raises on purpose.
+
+The tree::
+
+    BlogimgError                  one clear line for the user; the CLI prints it and exits non-zero
+    ├── ConfigurationError        settings that cannot work (unknown provider, unwritable directory)
+    ├── InputError                input the user gave us is wrong
+    │   └── PostParseError        a post that cannot be read (broken front matter, not markdown)
+    ├── ProviderError             one provider call did not give an image; carries its Outcome
+    ├── ImageRejectedError        provider bytes we refuse to decode (unknown format, too many pixels, corrupt)
+    ├── StorageError              a file could not be stored, read or deleted
+    │   └── InvalidKeyError       a storage key that could escape its root or is malformed
+    └── DatabaseError             the catalogue could not be opened or migrated
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from blogimg.domain import Outcome
+
+
+class BlogimgError(Exception):
+    """Base of every error blogimg raises on purpose; its message is one line for the user."""
+
+
+class ConfigurationError(BlogimgError):
+    """Settings that cannot work as given."""
+
+
+class InputError(BlogimgError):
+    """Input given by the user is wrong (a missing path, a file that is not markdown)."""
+
+
+class PostParseError(InputError):
+    """A post that cannot be read."""
+
+
+class ProviderError(BlogimgError):
+    """A provider call that produced no usable image.
+
+    ``outcome`` says how the chain treats it (retry, fall back, pause); ``retry_after`` is the
+    server's own wait in seconds when it sent one, and wins over computed backoff.
+    """
+
+    def __init__(
+        self,
+        outcome: Outcome,
+        message: str,
+        *,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+        cost_usd: float | None = 0.0,
+    ) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.http_status = http_status
+        self.retry_after = retry_after
+        self.cost_usd = cost_usd
+
+
+class ImageRejectedError(BlogimgError):
+    """Bytes that are not an image we are willing to decode."""
+
+
+class StorageError(BlogimgError):
+    """A storage backend failed to store, read or delete a file."""
+
+
+class InvalidKeyError(StorageError):
+    """A storage key that is malformed or could escape the storage root."""
+
+
+class DatabaseError(BlogimgError):
+    """The catalogue database could not be opened or migrated."""

@@ -1,0 +1,37 @@
+"""Alt text derived from what we know without looking at the image.
+
+Preference: the author's own ``alt:`` → what the provider says it drew (the card knows) →
+the marker's description for inline images → a sentence from the post for covers and sections.
+A vision model that captions the stored image comes later (issue 3) and replaces this.
+"""
+
+from __future__ import annotations
+
+MAX_ALT_CHARS = 125
+
+
+def derive_alt_text(
+    *, kind: str, prompt: str, title: str, summary: str, heading: str = "", alt_hint: str = "",
+    provider_alt: str | None = None,
+) -> str:
+    """One short, plain sentence describing the image, at most 125 characters."""
+    if alt_hint:
+        return shorten(alt_hint)
+    if provider_alt:
+        return shorten(provider_alt)
+    if kind == "inline":
+        text = prompt[:1].upper() + prompt[1:]
+        return shorten(text)
+    if kind == "section" and heading:
+        return shorten(f"Illustration for the section “{heading}” of “{title}”")
+    lead = f"Illustration for “{title}”"
+    return shorten(f"{lead}: {summary}" if summary else lead)
+
+
+def shorten(text: str, limit: int = MAX_ALT_CHARS) -> str:
+    """Trim at a word boundary and end with an ellipsis when cut."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:—-")
+    return cut + "…"

@@ -1,0 +1,223 @@
+"""The worker: claim → generate → process → store → commit, with heartbeats and a graceful stop.
+
+Order matters for "nothing lost": every provider call is in the ledger before its result is
+used; files are stored (content-addressed, so repeating is harmless) before the row says
+``succeeded``; the row changes only under the lease token. A crash anywhere leaves a ``running``
+row whose lease expires (or whose owner is seen dead), and the next claim redoes the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from blogimg.db import queue
+from blogimg.db.queue import ClaimedJob
+from blogimg.db.repository import JobContext, Repository
+from blogimg.domain import EventKind, ImageRequest, ProgressEvent, PromptKind, Size, Status
+from blogimg.errors import ImageRejectedError, StorageError
+from blogimg.imaging.process import ImagingOptions, ProcessedImage, process_image
+from blogimg.pipeline.alt_text import derive_alt_text
+from blogimg.pipeline.chain import ChainResult, ProviderChain
+from blogimg.storage.base import Storage
+
+log = logging.getLogger(__name__)
+EventCallback = Callable[[ProgressEvent], None]
+
+
+class Worker:
+    """Runs up to ``concurrency`` jobs at a time from the queue (optionally one batch only)."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        storage: Storage,
+        chain: ProviderChain,
+        *,
+        imaging: ImagingOptions = ImagingOptions(),
+        concurrency: int = 3,
+        lease_seconds: float = 60.0,
+        max_job_attempts: int = 5,
+        quality: str = "high",
+        poll_interval: float = 0.25,
+        on_event: EventCallback | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.repository = repository
+        self.storage = storage
+        self.chain = chain
+        self.imaging = imaging
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.max_job_attempts = max_job_attempts
+        self.quality = quality
+        self.poll_interval = poll_interval
+        self.owner = owner or queue.lease_owner_name()
+        self._on_event = on_event
+        self._stopping = asyncio.Event()
+        self._held: dict[int, ClaimedJob] = {}
+        self.done = 0
+
+    def stop(self) -> None:
+        """Stop claiming; jobs in flight finish, then ``run`` returns."""
+        self._stopping.set()
+
+    async def run(self, *, batch_id: int | None = None) -> None:
+        """Work until stopped, or — with ``batch_id`` — until that batch has nothing left to do."""
+        engine = self.repository.engine
+        tasks: set[asyncio.Task] = set()
+        beat = asyncio.create_task(self._heartbeats(), name="blogimg-heartbeat")
+        try:
+            while not self._stopping.is_set():
+                claimed: list[ClaimedJob] = []
+                free = self.concurrency - len(tasks)
+                if free > 0:
+                    await queue.expire_dead_local_leases(engine)
+                    await queue.fail_exhausted_jobs(engine, self.max_job_attempts)
+                    claimed = await queue.claim_next_jobs(
+                        engine, owner=self.owner, limit=free, lease_seconds=self.lease_seconds,
+                        batch_id=batch_id,
+                    )
+                for job in claimed:
+                    self._held[job.image_id] = job
+                    tasks.add(asyncio.create_task(self._run_job(job), name=f"blogimg-job-{job.image_id}"))
+                if not tasks and not claimed and batch_id is not None:
+                    if await self._batch_finished(batch_id):
+                        return
+                if tasks:
+                    finished, tasks = await asyncio.wait(
+                        tasks, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+                    for task in finished:
+                        task.result()  # _run_job handles its own errors; surface bugs loudly
+                else:
+                    await asyncio.sleep(self.poll_interval)
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            beat.cancel()
+            for task in tasks:
+                task.cancel()
+
+    async def _batch_finished(self, batch_id: int) -> bool:
+        counts = await self.repository.batch_counts(batch_id)
+        return counts[Status.QUEUED] == 0 and counts[Status.RUNNING] == 0
+
+    async def _heartbeats(self) -> None:
+        interval = max(0.2, self.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            jobs = list(self._held.values())
+            if not jobs:
+                continue
+            try:
+                held = await queue.heartbeat(self.repository.engine, jobs, self.lease_seconds)
+            except Exception:  # the next beat retries; the lease outlives a few misses
+                log.warning("heartbeat failed", exc_info=True)
+                continue
+            for job in jobs:
+                if job.image_id not in held:
+                    log.warning("lost the lease on image %s; another worker has it", job.image_id)
+
+    async def _run_job(self, job: ClaimedJob) -> None:
+        try:
+            await self._make_image(job)
+        except Exception as error:
+            # Unexpected: record it on the row if we still can; otherwise the lease expires and
+            # the job is claimed again, so nothing is lost either way.
+            log.error("image %s failed unexpectedly: %s", job.image_id, error,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
+            try:
+                await queue.fail_job(self.repository.engine, job, "internal", f"{type(error).__name__}: {error}")
+            except Exception:
+                log.warning("could not record the failure of image %s", job.image_id, exc_info=True)
+            self._finish(job, EventKind.FAILED, f"internal: {error}")
+        finally:
+            self._held.pop(job.image_id, None)
+
+    async def _make_image(self, job: ClaimedJob) -> None:
+        context = await self.repository.job_context(job.image_id)
+        self._emit(ProgressEvent(EventKind.STARTED, image_id=job.image_id, done=self.done))
+
+        async def record(attempt) -> None:  # type: ignore[no-untyped-def]
+            await self.repository.record_attempt(job.image_id, attempt, self.owner)
+            self._emit(ProgressEvent(EventKind.ATTEMPT, image_id=job.image_id, done=self.done,
+                                     attempt=attempt))
+
+        started = time.monotonic()
+        result = await self.chain.generate(self._request(context), on_attempt=record)
+        if not result.ok:
+            await self._fail(job, result.outcome.value, result.error or "no image")
+            return
+        generated_ms = round((time.monotonic() - started) * 1000)
+        try:
+            processed = await asyncio.to_thread(process_image, result.image.data, self.imaging)
+        except ImageRejectedError as error:
+            await self._fail(job, "image_rejected", str(error))
+            return
+        processing_ms = round((time.monotonic() - started) * 1000) - generated_ms
+        try:
+            await asyncio.gather(*(
+                self.storage.put(file.storage_key, file.data, file.content_type)
+                for file in processed.files
+            ))
+        except StorageError as error:
+            await self._fail(job, "storage", str(error))
+            return
+        values = self._result_values(context, result, processed, generated_ms, processing_ms)
+        variants = [
+            {"format": file.format, "width": file.width, "height": file.height,
+             "bytes": len(file.data), "storage_key": file.storage_key,
+             "url": self.storage.url(file.storage_key)}
+            for file in processed.variants
+        ]
+        async with self.repository.sessions.begin() as session:
+            committed = await queue.complete_job(session, job, values, variants)
+        if committed:
+            self._finish(job, EventKind.SUCCEEDED, result.provider or "")
+        else:
+            log.warning("image %s finished after its lease was lost; the new holder's result stands",
+                        job.image_id)
+
+    async def _fail(self, job: ClaimedJob, code: str, message: str) -> None:
+        if await queue.fail_job(self.repository.engine, job, code, message):
+            self._finish(job, EventKind.FAILED, f"{code}: {message}")
+
+    def _finish(self, job: ClaimedJob, kind: EventKind, detail: str) -> None:
+        self.done += 1
+        self._emit(ProgressEvent(kind, image_id=job.image_id, done=self.done, detail=detail))
+
+    def _request(self, context: JobContext) -> ImageRequest:
+        prompt, post = context.prompt, context.post
+        return ImageRequest(
+            prompt=prompt.prompt, size=Size.parse(prompt.size), quality=self.quality,
+            kind=PromptKind(prompt.kind), title=post.title,
+            subtitle=prompt.heading or prompt.alt_hint, tags=tuple(post.tags or ()),
+        )
+
+    def _result_values(self, context: JobContext, result: ChainResult, processed: ProcessedImage,
+                       generated_ms: int, processing_ms: int) -> dict:
+        prompt, post, master = context.prompt, context.post, processed.master
+        costs = [attempt.cost_usd for attempt in result.attempts]
+        # One unknown price makes the image's total unknown: never report a guess as a fact.
+        cost = None if any(c is None for c in costs) else round(sum(costs), 6)
+        return {
+            "provider": result.provider, "model": result.image.model, "cost_usd": cost,
+            "latency_ms": generated_ms, "processing_ms": processing_ms,
+            "width": master.width, "height": master.height, "format": master.format,
+            "bytes_original": processed.bytes_in, "bytes_stored": len(master.data),
+            "sha256": master.sha256, "storage_key": master.storage_key,
+            "url": self.storage.url(master.storage_key),
+            "thumbnail_key": processed.thumbnail.storage_key,
+            "thumbnail_url": self.storage.url(processed.thumbnail.storage_key),
+            "alt_text": derive_alt_text(
+                kind=prompt.kind, prompt=prompt.prompt, title=post.title, summary=post.summary,
+                heading=prompt.heading, alt_hint=prompt.alt_hint, provider_alt=result.image.alt_text),
+            "revised_prompt": result.image.revised_prompt,
+            "lqip": processed.lqip, "dominant_color": processed.dominant_color,
+        }
+
+    def _emit(self, event: ProgressEvent) -> None:
+        if self._on_event is not None:
+            self._on_event(event)

@@ -1,0 +1,305 @@
+"""Markdown with front matter → the images a post needs.
+
+Rules (the seed's ImagePromptExtractor, made deterministic):
+
+- ``images: false`` in front matter opts the post out.
+- A cover prompt from title, summary and tags; ``cover_prompt:`` replaces it.
+- Every ``<!-- image: what to show | alt: text | size: 1024x1024 -->`` marker is an inline
+  prompt at its position. Markers inside code fences, indented code or inline code are text,
+  not markers, because we read the markdown with a real parser rather than a regex.
+- With section images enabled, each H2 section without a marker of its own gets one prompt
+  (capped per post).
+
+Every prompt has a fingerprint: a hash of what defines the image (kind, text, size and which
+occurrence of identical text it is), not of its position, so editing a post around a marker
+does not regenerate it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import frontmatter
+import yaml
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+from blogimg.domain import ExtractedPost, ImagePrompt, PromptKind, Size
+from blogimg.errors import InputError, PostParseError
+
+MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd"})
+_MARKER = re.compile(r"<!--\s*image\s*:(?P<body>.*?)-->", re.IGNORECASE | re.DOTALL)
+_OPTION = re.compile(r"^(?P<key>alt|size)\s*:\s*(?P<value>.*)$", re.IGNORECASE | re.DOTALL)
+_WHITESPACE = re.compile(r"\s+")
+_MAX_PROMPT_CHARS = 4000
+_MAX_POST_BYTES = 5_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Marker:
+    prompt: str
+    alt: str
+    size: Size | None
+    line: int | None
+    heading: str
+
+
+class PromptExtractor:
+    """Turns one post's markdown into an :class:`ExtractedPost`; pure and deterministic."""
+
+    def __init__(
+        self,
+        *,
+        cover_size: Size = Size(1536, 1024),
+        inline_size: Size = Size(1024, 1024),
+        section_images: bool = False,
+        max_section_images: int = 3,
+    ) -> None:
+        self.cover_size = cover_size
+        self.inline_size = inline_size
+        self.section_images = section_images
+        self.max_section_images = max_section_images
+        # "commonmark" keeps raw HTML (our markers) as html tokens and code as code tokens.
+        self._parser = MarkdownIt("commonmark")
+
+    def extract(self, text: str, *, source: str = "<post>", default_slug: str = "") -> ExtractedPost:
+        """Parse ``text`` (markdown with optional front matter); raise PostParseError if unreadable."""
+        metadata, body = _split_front_matter(text, source)
+        tokens = self._parser.parse(body)
+        first_heading = _first_h1(tokens)
+        title = _text(metadata.get("title")) or first_heading or _title_from_slug(default_slug)
+        slug = slugify(_text(metadata.get("slug")) or default_slug or title)
+        if not slug:
+            slug = "post-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+        summary = _text(
+            metadata.get("summary") or metadata.get("description") or metadata.get("excerpt")
+        ) or _first_paragraph(tokens)
+        tags = _tags(metadata.get("tags"), source)
+        language = _text(metadata.get("lang") or metadata.get("language")) or "en"
+        common = dict(
+            slug=slug, title=title, markdown=text, summary=summary, tags=tags,
+            language=language, source_path=None if source == "<post>" else source,
+        )
+        images_flag = metadata.get("images", True)
+        if images_flag is False or str(images_flag).lower() in {"false", "no", "off", "0"}:
+            return ExtractedPost(prompts=(), opted_out=True, **common)
+        if not body.strip() and not metadata:
+            # An empty file: nothing to illustrate and no title worth a cover.
+            return ExtractedPost(prompts=(), **common)
+
+        prompts: list[ImagePrompt] = []
+        seen: dict[tuple[str, str, str], int] = {}
+
+        def add(kind: PromptKind, prompt: str, size: Size, alt: str, heading: str, line: int | None):
+            prompt = _clean(prompt)[:_MAX_PROMPT_CHARS]
+            identity = (kind.value, prompt.casefold(), str(size))
+            occurrence = seen.get(identity, 0)
+            seen[identity] = occurrence + 1
+            prompts.append(
+                ImagePrompt(
+                    kind=kind, position=len(prompts), prompt=prompt, size=size,
+                    fingerprint=fingerprint(kind, prompt, size, occurrence),
+                    alt_hint=_clean(alt), heading=heading, line=line,
+                )
+            )
+
+        cover_override = _text(metadata.get("cover_prompt"))
+        cover = cover_override or _cover_prompt(title, summary, tags)
+        add(PromptKind.COVER, cover, self.cover_size, "", "", None)
+
+        markers = list(_markers(tokens, source, self.inline_size))
+        for marker in markers:
+            add(PromptKind.INLINE, marker.prompt, marker.size or self.inline_size,
+                marker.alt, marker.heading, marker.line)
+
+        if self.section_images and self.max_section_images > 0:
+            illustrated = {marker.heading for marker in markers}
+            sections = [s for s in _sections(tokens) if s[0] not in illustrated]
+            for heading, first_text, line in sections[: self.max_section_images]:
+                add(PromptKind.SECTION, _section_prompt(title, heading, first_text),
+                    self.inline_size, "", heading, line)
+        return ExtractedPost(prompts=tuple(prompts), **common)
+
+
+def extract_post(text: str, **options: object) -> ExtractedPost:
+    """Extract with default rules; a convenience for scripts and tests."""
+    return PromptExtractor(**options).extract(text)  # type: ignore[arg-type]
+
+
+def read_post_file(path: Path, extractor: PromptExtractor) -> ExtractedPost:
+    """Read and extract one markdown file; one clear error for anything unreadable."""
+    if path.suffix.lower() not in MARKDOWN_SUFFIXES:
+        raise InputError(f"{path}: not a markdown file (expected one of .md, .markdown)")
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read: {error.strerror or error}") from None
+    if len(raw) > _MAX_POST_BYTES:
+        raise PostParseError(f"{path}: larger than {_MAX_POST_BYTES // 1_000_000} MB; is it a post?")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise PostParseError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    if "\x00" in text:
+        raise PostParseError(f"{path}: contains NUL bytes; not a text file")
+    return extractor.extract(text, source=str(path), default_slug=path.stem)
+
+
+def fingerprint(kind: PromptKind, prompt: str, size: Size, occurrence: int = 0) -> str:
+    """Stable identity of one image of a post; the same inputs give the same hex digest."""
+    canonical = "\x1f".join(["v1", kind.value, prompt.casefold(), str(size), str(occurrence)])
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def slugify(text: str) -> str:
+    """Lower-case words joined by hyphens; letters of any script are kept."""
+    normal = unicodedata.normalize("NFKC", text).casefold()
+    return re.sub(r"[^\w]+", "-", normal).strip("-_")[:120]
+
+
+def _split_front_matter(text: str, source: str) -> tuple[dict, str]:
+    try:
+        post = frontmatter.loads(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise PostParseError(f"{source}: front matter is not valid YAML{where}: {problem}") from None
+    except (ValueError, TypeError) as error:
+        raise PostParseError(f"{source}: front matter cannot be read: {error}") from None
+    if not isinstance(post.metadata, dict):
+        raise PostParseError(f"{source}: front matter must be a mapping of keys to values")
+    return dict(post.metadata), post.content
+
+
+def _markers(tokens: list[Token], source: str, default_size: Size):
+    heading = ""
+    pending_heading = False
+    for token in tokens:
+        if token.type == "heading_open":
+            pending_heading = token.tag == "h2"
+            continue
+        if token.type == "inline" and pending_heading:
+            heading = _clean(token.content)
+            pending_heading = False
+        if token.type == "html_block":
+            yield from _markers_in(token.content, token.map, source, heading)
+        elif token.type == "inline":
+            for child in token.children or []:
+                if child.type == "html_inline":
+                    yield from _markers_in(child.content, token.map, source, heading)
+
+
+def _markers_in(html: str, line_map: list[int] | None, source: str, heading: str):
+    for match in _MARKER.finditer(html):
+        prompt, alt, size = "", "", None
+        for index, part in enumerate(match.group("body").split("|")):
+            option = _OPTION.match(part.strip())
+            if index > 0 and option:
+                key, value = option.group("key").lower(), option.group("value").strip()
+                if key == "alt":
+                    alt = value
+                else:
+                    try:
+                        size = Size.parse(value)
+                    except InputError as error:
+                        raise PostParseError(f"{source}: image marker: {error}") from None
+            elif index == 0:
+                prompt = part
+            else:
+                prompt += "|" + part
+        line = line_map[0] + 1 + html[: match.start()].count("\n") if line_map else None
+        if not _clean(prompt):
+            raise PostParseError(f"{source}: line {line}: image marker has no description")
+        yield _Marker(prompt=prompt, alt=alt, size=size, line=line, heading=heading)
+
+
+def _sections(tokens: list[Token]) -> list[tuple[str, str, int | None]]:
+    sections: list[tuple[str, str, int | None]] = []
+    for index, token in enumerate(tokens):
+        if token.type == "heading_open" and token.tag == "h2":
+            heading = _clean(tokens[index + 1].content)
+            first = ""
+            for later in tokens[index + 3 :]:
+                if later.type == "heading_open" and later.tag in {"h1", "h2"}:
+                    break
+                if later.type == "inline" and later.content.strip():
+                    first = _plain(later)
+                    break
+            line = token.map[0] + 1 if token.map else None
+            sections.append((heading, first, line))
+    return sections
+
+
+def _first_h1(tokens: list[Token]) -> str:
+    for index, token in enumerate(tokens):
+        if token.type == "heading_open" and token.tag == "h1":
+            return _clean(tokens[index + 1].content)
+    return ""
+
+
+def _first_paragraph(tokens: list[Token]) -> str:
+    for index, token in enumerate(tokens):
+        if token.type == "paragraph_open" and index + 1 < len(tokens):
+            text = _plain(tokens[index + 1])
+            if text:
+                return text[:300]
+    return ""
+
+
+def _plain(token: Token) -> str:
+    # Visible text of an inline token: markers, HTML and link targets dropped.
+    parts = [
+        child.content
+        for child in token.children or []
+        if child.type in {"text", "code_inline"}
+    ]
+    return _clean(" ".join(parts))
+
+
+def _cover_prompt(title: str, summary: str, tags: tuple[str, ...]) -> str:
+    parts = [f'Editorial cover illustration for a blog post titled "{title}".']
+    if summary:
+        ending = "" if summary[-1] in ".!?…" else "."
+        parts.append(f"The post is about: {summary}{ending}")
+    if tags:
+        parts.append("Themes: " + ", ".join(tags) + ".")
+    parts.append("Clean composition, no text or lettering in the image.")
+    return " ".join(parts)
+
+
+def _section_prompt(title: str, heading: str, first_text: str) -> str:
+    text = f'Illustration for the section "{heading}" of a blog post titled "{title}".'
+    if first_text:
+        text += f" The section begins: {first_text[:240]}"
+    return text + " No text or lettering in the image."
+
+
+def _tags(value: object, source: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items = [part for part in re.split(r"[,\s]+", value) if part]
+    elif isinstance(value, list):
+        items = [_text(item) for item in value]
+    else:
+        raise PostParseError(f"{source}: front matter 'tags' must be a list or a comma-separated string")
+    return tuple(dict.fromkeys(item for item in items if item))
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    return _clean(str(value))
+
+
+def _clean(text: str) -> str:
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def _title_from_slug(slug: str) -> str:
+    return _clean(slug.replace("-", " ").replace("_", " ")).capitalize() or "Untitled"

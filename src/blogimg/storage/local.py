@@ -1,0 +1,106 @@
+"""Files on local disk, written atomically.
+
+A write goes to a temporary file in the destination directory, is fsynced, then renamed over
+the final name, and the directory is fsynced: after a crash the key holds either nothing or
+the whole file, never a torn one. Temporary names start with ``.tmp-`` so listing skips them
+and cleanup can find leftovers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from blogimg.errors import ConfigurationError, InvalidKeyError, StorageError
+from blogimg.storage.base import StoredObject, join_url, validate_key
+
+TEMPORARY_PREFIX = ".tmp-"
+
+
+class LocalStorage:
+    """Stores files under ``root``; URLs are ``public_base_url`` + key."""
+
+    def __init__(self, root: Path | str, public_base_url: str = "/files/") -> None:
+        self.root = Path(root).resolve()
+        self.public_base_url = public_base_url
+
+    def check_writable(self) -> None:
+        """Create the root if needed and prove a file can be written there; one clear error if not."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=TEMPORARY_PREFIX):
+                pass
+        except OSError as error:
+            raise ConfigurationError(
+                f"storage directory {self.root} is not writable: {error.strerror or error}"
+            ) from None
+
+    def path_for(self, key: str) -> Path:
+        path = (self.root / validate_key(key)).resolve()
+        if not path.is_relative_to(self.root):
+            raise InvalidKeyError(f"invalid storage key {key!r}: resolves outside the storage root")
+        return path
+
+    async def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
+        path = self.path_for(key)
+        await asyncio.to_thread(_write_atomically, path, data)
+        return StoredObject(key=key, size=len(data), url=self.url(key))
+
+    async def get(self, key: str) -> bytes:
+        path = self.path_for(key)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            raise StorageError(f"no stored file under key {key!r}") from None
+
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(self.path_for(key).is_file)
+
+    async def delete(self, key: str) -> None:
+        path = self.path_for(key)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+
+    def url(self, key: str) -> str:
+        return join_url(self.public_base_url, validate_key(key))
+
+    async def list(self, prefix: str = "") -> AsyncIterator[StoredObject]:
+        objects = await asyncio.to_thread(self._scan)
+        for key, size in objects:
+            if key.startswith(prefix):
+                yield StoredObject(key=key, size=size, url=self.url(key))
+
+    def _scan(self) -> list[tuple[str, int]]:
+        found = []
+        for directory, _, files in os.walk(self.root):
+            for name in files:
+                if name.startswith(TEMPORARY_PREFIX):
+                    continue
+                path = Path(directory, name)
+                found.append((path.relative_to(self.root).as_posix(), path.stat().st_size))
+        return sorted(found)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as error:
+        raise StorageError(f"cannot write {path}: {error.strerror or error}") from None

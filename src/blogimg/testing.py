@@ -1,0 +1,112 @@
+"""Test helpers shipped with blogimg, for our suite and for users' own tests.
+
+:class:`FakeProvider` is a real :class:`~blogimg.providers.base.ImageProvider`: it returns real
+PNG bytes (so imaging and storage run for real), and follows a script of outcomes and latencies,
+recording every call and the most calls it ever had in flight at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pyvips
+
+from blogimg.domain import ImageRequest, Outcome, ProviderImage
+from blogimg.errors import ProviderError
+from blogimg.providers.base import ProviderInfo
+
+__all__ = ["FakeCall", "FakeProvider"]
+
+Script = Sequence[Outcome] | Callable[[ImageRequest, int], Outcome]
+Latency = float | Callable[[int], float]
+
+
+@dataclass(frozen=True, slots=True)
+class FakeCall:
+    """One call the fake received, and how it answered."""
+
+    number: int  #: 1-based, in order of arrival
+    request: ImageRequest
+    outcome: Outcome
+
+
+class FakeProvider:
+    """A scripted provider.
+
+    ``script`` is either a list of outcomes used one per call (``OK`` once it runs out), or a
+    function of (request, call number) returning the outcome. ``latency`` is seconds per call,
+    or a function of the call number. ``image_size`` overrides the size of returned images so
+    tests stay fast. ``retry_after`` is attached to transient failures.
+    """
+
+    def __init__(
+        self,
+        name: str = "fake",
+        *,
+        script: Script = (),
+        latency: Latency = 0.0,
+        model: str = "fake-1",
+        cost_usd: float | None = 0.0,
+        image_size: tuple[int, int] | None = (96, 64),
+        retry_after: float | None = None,
+    ) -> None:
+        self.info = ProviderInfo(name=name, description="Scripted fake for tests", models=(model,),
+                                 offline=True)
+        self.model = model
+        self.cost_usd = cost_usd
+        self.image_size = image_size
+        self.retry_after = retry_after
+        self._script = script
+        self._latency = latency
+        self.calls: list[FakeCall] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def __call__(self, settings: object | None = None) -> FakeProvider:
+        # A FakeProvider instance is also its own registry factory.
+        return self
+
+    def outcomes(self) -> list[Outcome]:
+        return [call.outcome for call in self.calls]
+
+    async def generate(self, request: ImageRequest) -> ProviderImage:
+        number = len(self.calls) + 1
+        outcome = self._next_outcome(request, number)
+        self.calls.append(FakeCall(number, request, outcome))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            delay = self._latency(number) if callable(self._latency) else self._latency
+            if delay:
+                await asyncio.sleep(delay)
+        finally:
+            self.in_flight -= 1
+        if outcome is Outcome.OK:
+            return ProviderImage(data=self._image(request), model=self.model, cost_usd=self.cost_usd)
+        if outcome is Outcome.EMPTY:
+            return ProviderImage(data=b"", model=self.model, cost_usd=self.cost_usd)
+        status = {Outcome.TRANSIENT: 503, Outcome.REFUSED: 400, Outcome.QUOTA: 429,
+                  Outcome.INVALID: 400}[outcome]
+        raise ProviderError(outcome, f"fake {outcome.value} failure", http_status=status,
+                            retry_after=self.retry_after if outcome is Outcome.TRANSIENT else None,
+                            cost_usd=0.0)
+
+    async def aclose(self) -> None:
+        return None
+
+    def _next_outcome(self, request: ImageRequest, number: int) -> Outcome:
+        if callable(self._script):
+            return self._script(request, number)
+        return self._script[number - 1] if number <= len(self._script) else Outcome.OK
+
+    def _image(self, request: ImageRequest) -> bytes:
+        width, height = self.image_size or (request.size.width, request.size.height)
+        digest = hashlib.sha256(request.prompt.encode()).digest()
+        base = pyvips.Image.black(width, height, bands=3).copy(interpretation="srgb")
+        image = (base + list(digest[:3])).cast("uchar")
+        # A second colour block gives smart crop and the dominant colour something to find.
+        image = image.draw_rect(list(digest[3:6]), width // 2, 0, width - width // 2, height, fill=True)
+        return image.pngsave_buffer(compression=1)
