@@ -23,7 +23,6 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-import frontmatter
 import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -68,7 +67,7 @@ class PromptExtractor:
 
     def extract(self, text: str, *, source: str = "<post>", default_slug: str = "") -> ExtractedPost:
         """Parse ``text`` (markdown with optional front matter); raise PostParseError if unreadable."""
-        metadata, body = _split_front_matter(text, source)
+        metadata, body, line_offset = _split_front_matter(text, source)
         tokens = self._parser.parse(body)
         first_heading = _first_h1(tokens)
         title = _text(metadata.get("title")) or first_heading or _title_from_slug(default_slug)
@@ -111,7 +110,7 @@ class PromptExtractor:
         cover = cover_override or _cover_prompt(title, summary, tags)
         add(PromptKind.COVER, cover, self.cover_size, "", "", None)
 
-        markers = list(_markers(tokens, source, self.inline_size))
+        markers = list(_markers(tokens, source, line_offset))
         for marker in markers:
             add(PromptKind.INLINE, marker.prompt, marker.size or self.inline_size,
                 marker.alt, marker.heading, marker.line)
@@ -121,7 +120,7 @@ class PromptExtractor:
             sections = [s for s in _sections(tokens) if s[0] not in illustrated]
             for heading, first_text, line in sections[: self.max_section_images]:
                 add(PromptKind.SECTION, _section_prompt(title, heading, first_text),
-                    self.inline_size, "", heading, line)
+                    self.inline_size, "", heading, line + line_offset if line else None)
         return ExtractedPost(prompts=tuple(prompts), **common)
 
 
@@ -157,26 +156,34 @@ def fingerprint(kind: PromptKind, prompt: str, size: Size, occurrence: int = 0) 
 
 def slugify(text: str) -> str:
     """Lower-case words joined by hyphens; letters of any script are kept."""
-    normal = unicodedata.normalize("NFKC", text).casefold()
+    normal = unicodedata.normalize("NFKC", text).lower()
     return re.sub(r"[^\w]+", "-", normal).strip("-_")[:120]
 
 
-def _split_front_matter(text: str, source: str) -> tuple[dict, str]:
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(?P<yaml>.*?)(?:\r?\n)?^(?:---|\.\.\.)[ \t]*$\r?\n?",
+                           re.DOTALL | re.MULTILINE)
+
+
+def _split_front_matter(text: str, source: str) -> tuple[dict, str, int]:
+    """(metadata, body, number of lines before the body) of a post."""
+    match = _FRONT_MATTER.match(text)
+    if match is None:
+        return {}, text, 0
     try:
-        post = frontmatter.loads(text)
+        metadata = yaml.safe_load(match.group("yaml")) if match.group("yaml").strip() else {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
+        where = f" at line {mark.line + 2}" if mark is not None else ""  # +1 for the "---" line
         problem = getattr(error, "problem", None) or "invalid YAML"
         raise PostParseError(f"{source}: front matter is not valid YAML{where}: {problem}") from None
-    except (ValueError, TypeError) as error:
-        raise PostParseError(f"{source}: front matter cannot be read: {error}") from None
-    if not isinstance(post.metadata, dict):
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
         raise PostParseError(f"{source}: front matter must be a mapping of keys to values")
-    return dict(post.metadata), post.content
+    return metadata, text[match.end():], text[: match.end()].count("\n")
 
 
-def _markers(tokens: list[Token], source: str, default_size: Size):
+def _markers(tokens: list[Token], source: str, line_offset: int):
     heading = ""
     pending_heading = False
     for token in tokens:
@@ -187,14 +194,14 @@ def _markers(tokens: list[Token], source: str, default_size: Size):
             heading = _clean(token.content)
             pending_heading = False
         if token.type == "html_block":
-            yield from _markers_in(token.content, token.map, source, heading)
+            yield from _markers_in(token.content, token.map, source, heading, line_offset)
         elif token.type == "inline":
             for child in token.children or []:
                 if child.type == "html_inline":
-                    yield from _markers_in(child.content, token.map, source, heading)
+                    yield from _markers_in(child.content, token.map, source, heading, line_offset)
 
 
-def _markers_in(html: str, line_map: list[int] | None, source: str, heading: str):
+def _markers_in(html: str, line_map: list[int] | None, source: str, heading: str, line_offset: int):
     for match in _MARKER.finditer(html):
         prompt, alt, size = "", "", None
         for index, part in enumerate(match.group("body").split("|")):
@@ -212,7 +219,7 @@ def _markers_in(html: str, line_map: list[int] | None, source: str, heading: str
                 prompt = part
             else:
                 prompt += "|" + part
-        line = line_map[0] + 1 + html[: match.start()].count("\n") if line_map else None
+        line = line_offset + line_map[0] + 1 + html[: match.start()].count("\n") if line_map else None
         if not _clean(prompt):
             raise PostParseError(f"{source}: line {line}: image marker has no description")
         yield _Marker(prompt=prompt, alt=alt, size=size, line=line, heading=heading)
