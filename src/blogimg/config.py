@@ -96,6 +96,8 @@ class Settings(BaseSettings):
         # Environment variables arrive as "a,b"; accept that besides JSON lists.
         if isinstance(value, str) and not value.strip().startswith("["):
             return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, int | float):
+            return [value]  # "320" arrives already decoded as JSON
         return value
 
     @classmethod

@@ -1,0 +1,5 @@
+"""``python -m blogimg`` runs the CLI."""
+
+from blogimg.cli import main
+
+main()

@@ -1,0 +1,147 @@
+"""The whole pipeline on SQLite with FakeProvider: fallback, retries, concurrency, events, re-runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from blogimg.config import Settings
+from blogimg.db import queue
+from blogimg.db.tables import GeneratedImage, GenerationAttempt, ImagePromptRow, ImageVariant
+from blogimg.domain import EventKind, Outcome, ProgressEvent
+from blogimg.pipeline.generate import generate
+from blogimg.providers.registry import ProviderRegistry
+from blogimg.storage import MemoryStorage
+from blogimg.testing import FakeProvider
+
+
+def write_posts(directory: Path, count: int, markers: int = 2) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for number in range(count):
+        body = "\n\n".join(f"<!-- image: picture {m} of post {number} -->" for m in range(markers))
+        (directory / f"post-{number}.md").write_text(f"---\ntitle: Post {number}\ntags: [t]\n---\n{body}\n")
+    return directory
+
+
+def registry_with(*providers: FakeProvider) -> ProviderRegistry:
+    registry = ProviderRegistry({}, plugins=False)
+    for provider in providers:
+        registry.register(provider.info.name, provider)
+    return registry
+
+
+async def count(repository, model, *where) -> int:
+    async with repository.sessions() as session:
+        return await session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+async def test_fallback_after_failures_is_recorded_in_the_ledger(tmp_path: Path, settings: Settings, repository) -> None:
+    flaky = FakeProvider("flaky", script=lambda request, n: Outcome.TRANSIENT)
+    steady = FakeProvider("steady", cost_usd=0.04)
+    posts = write_posts(tmp_path / "posts", 2, markers=1)  # 2 covers + 2 inline = 4 images
+    summary = await generate([posts], settings, providers=["flaky", "steady"],
+                             registry=registry_with(flaky, steady), storage=MemoryStorage())
+    assert (summary.succeeded, summary.failed) == (4, 0)
+    assert len(flaky.calls) == 4 * (1 + settings.retry_attempts) and len(steady.calls) == 4
+    assert summary.provider_calls == len(flaky.calls) + len(steady.calls)
+    assert summary.cost_usd == 4 * 0.04
+    assert await count(repository, GenerationAttempt, GenerationAttempt.outcome == "transient") == 12
+    async with repository.sessions() as session:
+        images = list(await session.scalars(select(GeneratedImage)))
+    assert {image.provider for image in images} == {"steady"}
+    assert all(image.cost_usd == 0.04 and image.alt_text and image.lqip for image in images)
+
+
+async def test_retry_counts_and_final_failure(tmp_path: Path, settings: Settings, repository) -> None:
+    always_down = FakeProvider("down", script=lambda request, n: Outcome.TRANSIENT)
+    posts = write_posts(tmp_path / "posts", 1, markers=0)
+    summary = await generate([posts], settings.model_copy(update={"retry_attempts": 3}),
+                             providers=["down"], registry=registry_with(always_down), storage=MemoryStorage())
+    assert (summary.succeeded, summary.failed, len(always_down.calls)) == (0, 1, 4)
+    assert summary.failures[0][1] == "transient"
+    async with repository.sessions() as session:
+        image = await session.scalar(select(GeneratedImage))
+    assert (image.status, image.error_code, image.lease_token) == ("failed", "transient", None)
+
+
+async def test_concurrency_never_exceeds_the_limit(tmp_path: Path, settings: Settings) -> None:
+    provider = FakeProvider("slow", latency=0.05)
+    posts = write_posts(tmp_path / "posts", 6, markers=1)  # 12 images
+    limited = settings.model_copy(update={"max_concurrent": 3})
+    summary = await generate([posts], limited, providers=["slow"], registry=registry_with(provider),
+                             storage=MemoryStorage())
+    assert summary.succeeded == 12
+    assert provider.max_in_flight == 3  # reached, never passed
+
+
+async def test_progress_events_arrive_in_order(tmp_path: Path, settings: Settings) -> None:
+    events: list[ProgressEvent] = []
+    provider = FakeProvider("f", script=[Outcome.TRANSIENT], latency=0.01)
+    posts = write_posts(tmp_path / "posts", 3, markers=1)
+    await generate([posts], settings, providers=["f"], registry=registry_with(provider),
+                   storage=MemoryStorage(), on_event=events.append)
+    kinds = [event.kind for event in events]
+    assert kinds[0] is EventKind.QUEUED and events[0].total == 6
+    assert kinds[-1] is EventKind.FINISHED and events[-1].done == 6
+    per_image: dict[int, list[EventKind]] = {}
+    for event in events[1:-1]:
+        per_image.setdefault(event.image_id, []).append(event.kind)
+    assert len(per_image) == 6
+    for kinds_of_one in per_image.values():
+        assert kinds_of_one[0] is EventKind.STARTED and kinds_of_one[-1] is EventKind.SUCCEEDED
+        assert set(kinds_of_one[1:-1]) == {EventKind.ATTEMPT}
+    done_counts = [e.done for e in events if e.kind in (EventKind.SUCCEEDED, EventKind.FAILED)]
+    assert done_counts == list(range(1, 7))
+
+
+async def test_rerun_duplicates_nothing_and_calls_no_provider(tmp_path: Path, settings: Settings, repository) -> None:
+    storage = MemoryStorage()
+    provider = FakeProvider("f")
+    posts = write_posts(tmp_path / "posts", 3, markers=2)
+    first = await generate([posts], settings, providers=["f"], registry=registry_with(provider), storage=storage)
+    assert first.succeeded == 9
+    rows = {m: await count(repository, m) for m in (GeneratedImage, ImagePromptRow, ImageVariant, GenerationAttempt)}
+    files, puts, calls = dict(storage.files), storage.puts, len(provider.calls)
+    second = await generate([posts], settings, providers=["f"], registry=registry_with(provider), storage=storage)
+    assert (second.queued, second.already_done, second.provider_calls) == (0, 9, 0)
+    assert len(provider.calls) == calls and storage.puts == puts and storage.files == files
+    assert {m: await count(repository, m) for m in rows} == rows
+    # Every catalogued file exists, and no variant is recorded twice.
+    async with repository.sessions() as session:
+        keys = list(await session.scalars(select(ImageVariant.storage_key)))
+        keys += list(await session.scalars(select(GeneratedImage.storage_key)))
+        keys += list(await session.scalars(select(GeneratedImage.thumbnail_key)))
+    assert set(keys) <= set(storage.files)
+
+
+async def test_a_lost_lease_cannot_complete_or_fail_the_job(tmp_path: Path, settings: Settings, repository) -> None:
+    posts = write_posts(tmp_path / "posts", 1, markers=0)
+    from blogimg.pipeline.generate import read_posts
+
+    batch = await repository.create_batch()
+    await repository.save_post_and_enqueue(read_posts([posts], settings)[0], batch)
+    engine = repository.engine
+    [stale] = await queue.claim_next_jobs(engine, owner="w1", limit=5, lease_seconds=0.0)
+    [fresh] = await queue.claim_next_jobs(engine, owner="w2", limit=5, lease_seconds=60)  # lease expired
+    assert stale.image_id == fresh.image_id and fresh.attempts == 2
+    assert not await queue.fail_job(engine, stale, "transient", "late")
+    async with repository.sessions.begin() as session:
+        assert not await queue.complete_job(session, stale, {"provider": "late"}, [])
+    assert await queue.heartbeat(engine, [stale], 60) == set()
+    assert await queue.heartbeat(engine, [fresh], 60) == {fresh.image_id}
+    assert await queue.fail_job(engine, fresh, "transient", "the holder may")
+
+
+async def test_dead_local_owner_releases_its_lease_at_once(tmp_path: Path, settings: Settings, repository) -> None:
+    posts = write_posts(tmp_path / "posts", 1, markers=0)
+    from blogimg.pipeline.generate import read_posts
+
+    batch = await repository.create_batch()
+    await repository.save_post_and_enqueue(read_posts([posts], settings)[0], batch)
+    engine = repository.engine
+    host = queue.lease_owner_name().rsplit(":", 1)[0]
+    await queue.claim_next_jobs(engine, owner=f"{host}:999999", limit=1, lease_seconds=3600)
+    assert await queue.claim_next_jobs(engine, owner="other", limit=1, lease_seconds=60) == []
+    assert await queue.expire_dead_local_leases(engine, is_alive=lambda pid: pid != 999999) == 1
+    assert len(await queue.claim_next_jobs(engine, owner="other", limit=1, lease_seconds=60)) == 1
