@@ -28,8 +28,9 @@ install-dev: $(DEV_STAMP)
 demo: $(STAMP)
 	$(BIN)/blogimg generate examples/posts
 
-## test: install the dev extras and run the whole suite (exit code 5, "no tests", fails)
+## test: install the dev extras, lint, and run the whole suite (exit code 5, "no tests", fails)
 test: $(DEV_STAMP)
+	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -224,6 +225,8 @@ def _settings(**overrides: Any) -> Settings:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "settings"
         raise BlogimgError(f"setting BLOGIMG_{where.upper()}: {first['msg']}") from None
+    except SettingsError as error:
+        raise BlogimgError(f"settings: {error}") from None
 
 
 def _guard(work: Callable[[], None]) -> None:

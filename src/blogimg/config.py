@@ -7,18 +7,21 @@ programs can pass their own. Provider SDKs keep their own variables (``OPENAI_AP
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
 from blogimg.domain import Size
+from blogimg.errors import InputError
 
 
 class Settings(BaseSettings):
@@ -47,7 +50,7 @@ class Settings(BaseSettings):
     )
 
     # Generation.
-    providers: list[str] | None = Field(
+    providers: Annotated[list[str] | None, NoDecode] = Field(
         None,
         description="Ordered fallback list; default: every provider with a key, then 'card'.",
     )
@@ -64,7 +67,7 @@ class Settings(BaseSettings):
     max_job_attempts: int = Field(5, ge=1, description="Claims of one job before it fails for good.")
     budget_daily_usd: float | None = Field(None, ge=0)
     budget_monthly_usd: float | None = Field(None, ge=0)
-    api_keys: list[str] = Field(default_factory=list)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Prompt extraction.
     cover_size: str = Field("1536x1024", description="Size of cover images.")
@@ -74,8 +77,8 @@ class Settings(BaseSettings):
 
     # Imaging.
     max_pixels: int = Field(50_000_000, ge=1, description="Largest image decoded, in pixels.")
-    variant_widths: list[int] = Field(default_factory=lambda: [480, 768, 1024, 1536])
-    variant_formats: list[Literal["avif", "webp", "jpeg"]] = Field(
+    variant_widths: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [480, 768, 1024, 1536])
+    variant_formats: Annotated[list[Literal["avif", "webp", "jpeg"]], NoDecode] = Field(
         default_factory=lambda: ["avif", "webp"]
     )
     jpeg_quality: int = Field(85, ge=1, le=100)
@@ -87,17 +90,23 @@ class Settings(BaseSettings):
     @field_validator("cover_size", "inline_size")
     @classmethod
     def _check_size(cls, value: str) -> str:
-        Size.parse(value)
+        try:
+            Size.parse(value)
+        except InputError as error:
+            raise ValueError(str(error)) from None
         return value
 
     @field_validator("providers", "api_keys", "variant_widths", "variant_formats", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
-        # Environment variables arrive as "a,b"; accept that besides JSON lists.
-        if isinstance(value, str) and not value.strip().startswith("["):
+        # Environment variables arrive as "a,b" or as a JSON list; accept both.
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                try:
+                    return json.loads(value)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"not a JSON list: {error}") from None
             return [part.strip() for part in value.split(",") if part.strip()]
-        if isinstance(value, int | float):
-            return [value]  # "320" arrives already decoded as JSON
         return value
 
     @classmethod

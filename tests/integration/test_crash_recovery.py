@@ -7,7 +7,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.integration.cli_helpers import BLOGIMG, cli_environment, query, referenced_keys, stored_files
+from tests.integration.cli_helpers import (
+    BLOGIMG,
+    cli_environment,
+    query,
+    referenced_keys,
+    stored_files,
+)
 
 FAST = {"BLOGIMG_COVER_SIZE": "640x400", "BLOGIMG_INLINE_SIZE": "400x400", "BLOGIMG_VARIANT_WIDTHS": "320",
         "BLOGIMG_AVIF_EFFORT": "0", "BLOGIMG_MAX_CONCURRENT": "3"}

@@ -12,7 +12,7 @@ from blogimg.pipeline.chain import ProviderChain, backoff_delay
 from blogimg.providers.base import ProviderInfo
 from blogimg.testing import FakeProvider
 
-T, OK, R, Q, I, E = Outcome.TRANSIENT, Outcome.OK, Outcome.REFUSED, Outcome.QUOTA, Outcome.INVALID, Outcome.EMPTY
+T, OK, R, Q, I, E = Outcome.TRANSIENT, Outcome.OK, Outcome.REFUSED, Outcome.QUOTA, Outcome.INVALID, Outcome.EMPTY  # noqa: E741 (short names keep scripts readable)
 REQUEST = ImageRequest(prompt="a lighthouse", size=Size(256, 256))
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import time
 
-import pyvips
 import pytest
+import pyvips
 
 from blogimg.errors import ImageRejectedError
 from blogimg.imaging.process import ImagingOptions, process_image, sniff_format

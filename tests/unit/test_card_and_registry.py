@@ -1,0 +1,61 @@
+"""The offline card provider and the provider registry."""
+
+from __future__ import annotations
+
+import pytest
+import pyvips
+
+from blogimg.config import Settings
+from blogimg.domain import ImageRequest, PromptKind, Size
+from blogimg.errors import ConfigurationError
+from blogimg.providers.base import ImageProvider
+from blogimg.providers.card import CardProvider
+from blogimg.providers.registry import ProviderRegistry
+from blogimg.testing import FakeProvider
+
+
+async def test_card_renders_the_requested_size_deterministically_for_free() -> None:
+    provider = CardProvider()
+    request = ImageRequest(prompt="a cover about tides", size=Size(800, 500), title="Reading the Tides",
+                           tags=("sea", "science"))
+    first, second = await provider.generate(request), await provider.generate(request)
+    assert first.data == second.data and first.cost_usd == 0.0
+    image = pyvips.Image.new_from_buffer(first.data, "")
+    assert (image.width, image.height, image.bands) == (800, 500, 3)
+    assert "Reading the Tides" in first.alt_text
+    other = await provider.generate(ImageRequest(prompt="something else", size=Size(800, 500), title="Reading the Tides"))
+    assert other.data != first.data
+    # The title is really drawn: the card is far from a flat gradient where the text sits.
+    assert image.crop(0, 250, 800, 250).deviate() > 10
+
+
+async def test_card_handles_unicode_and_inline_requests() -> None:
+    request = ImageRequest(prompt="紅葉の庭", size=Size(400, 400), kind=PromptKind.INLINE,
+                           title="Kyoto: 紅葉 & <Grüße>", subtitle="Go early")
+    image = pyvips.Image.new_from_buffer((await CardProvider().generate(request)).data, "")
+    assert (image.width, image.height) == (400, 400)
+
+
+def test_card_is_the_default_without_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = ProviderRegistry()
+    assert registry.default_order() == ["card"]
+    assert isinstance(registry.build(["card"], Settings())[0], ImageProvider)
+
+
+def test_unknown_and_unconfigured_providers_are_clear_errors() -> None:
+    registry = ProviderRegistry()
+    with pytest.raises(ConfigurationError, match="unknown provider 'nope'; known providers: card"):
+        registry.build(["nope"], Settings())
+    keyed = FakeProvider("keyed")
+    object.__setattr__(keyed.info, "key_env_vars", ("FAKE_TEST_KEY",))
+    registry.register("keyed", keyed)
+    with pytest.raises(ConfigurationError, match="set FAKE_TEST_KEY"):
+        registry.build(["keyed"], Settings())
+
+
+def test_module_attribute_names_load_custom_providers() -> None:
+    registry = ProviderRegistry({}, plugins=False)
+    [provider] = registry.build(["blogimg.providers.card:CardProvider"], Settings())
+    assert provider.info.name == "card"
+    with pytest.raises(ConfigurationError, match="cannot be loaded"):
+        registry.build(["no_such_module:Thing"], Settings())
