@@ -52,9 +52,10 @@ class FakeProvider:
         cost_usd: float | None = 0.0,
         image_size: tuple[int, int] | None = (96, 64),
         retry_after: float | None = None,
+        key_env_vars: tuple[str, ...] = (),
     ) -> None:
         self.info = ProviderInfo(name=name, description="Scripted fake for tests", models=(model,),
-                                 offline=True)
+                                 key_env_vars=key_env_vars, offline=True)
         self.model = model
         self.cost_usd = cost_usd
         self.image_size = image_size

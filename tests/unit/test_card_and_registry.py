@@ -39,6 +39,10 @@ async def test_card_handles_unicode_and_inline_requests() -> None:
 def test_card_is_the_default_without_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     registry = ProviderRegistry()
     assert registry.default_order() == ["card"]
+    registry.register("keyed", FakeProvider("keyed", key_env_vars=("FAKE_TEST_KEY",)))
+    assert registry.default_order() == ["card"]
+    monkeypatch.setenv("FAKE_TEST_KEY", "sk-test")
+    assert registry.default_order() == ["keyed", "card"]  # keyed providers first, card last
     assert isinstance(registry.build(["card"], Settings())[0], ImageProvider)
 
 
@@ -46,9 +50,7 @@ def test_unknown_and_unconfigured_providers_are_clear_errors() -> None:
     registry = ProviderRegistry()
     with pytest.raises(ConfigurationError, match="unknown provider 'nope'; known providers: card"):
         registry.build(["nope"], Settings())
-    keyed = FakeProvider("keyed")
-    object.__setattr__(keyed.info, "key_env_vars", ("FAKE_TEST_KEY",))
-    registry.register("keyed", keyed)
+    registry.register("keyed", FakeProvider("keyed", key_env_vars=("FAKE_TEST_KEY",)))
     with pytest.raises(ConfigurationError, match="set FAKE_TEST_KEY"):
         registry.build(["keyed"], Settings())
 

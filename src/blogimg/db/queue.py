@@ -2,7 +2,7 @@
 
 A worker *claims* jobs with one atomic UPDATE … RETURNING, taking queued rows and running rows
 whose lease has expired, and stamps them with a fresh lease token. Every later change
-(heartbeat, completion, failure, release) names that token in its WHERE clause, so a worker
+(heartbeat, completion, failure) names that token in its WHERE clause, so a worker
 that lost its lease — paused, partitioned, presumed dead — changes nothing when it wakes up.
 On PostgreSQL the candidate rows are picked with FOR UPDATE SKIP LOCKED so workers never wait
 on each other; on SQLite the statement runs under BEGIN IMMEDIATE, which serialises writers.
@@ -122,18 +122,6 @@ async def fail_job(engine: AsyncEngine, job: ClaimedJob, code: str, message: str
             _fenced(job).values(
                 status=Status.FAILED, error_code=code, error_message=message[:2000],
                 lease_owner=None, lease_token=None, lease_expires_at=None, finished_at=utcnow(),
-            )
-        )
-    return bool(result.rowcount)
-
-
-async def release_job(engine: AsyncEngine, job: ClaimedJob) -> bool:
-    """Give an unfinished job back to the queue (graceful stop); its claim is not counted."""
-    async with engine.begin() as connection:
-        result = await connection.execute(
-            _fenced(job).values(
-                status=Status.QUEUED, lease_owner=None, lease_token=None, lease_expires_at=None,
-                attempts=GeneratedImage.attempts - 1,
             )
         )
     return bool(result.rowcount)
