@@ -19,7 +19,7 @@ EXAMPLES = REPOSITORY_ROOT / "examples" / "posts"
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # No test may pick up a developer's keys, settings or blogimg.toml.
     for name in list(os.environ):
-        if name.startswith("BLOGIMG_") or name in {"OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"}:
+        if (name.startswith("BLOGIMG_") and not name.startswith("BLOGIMG_TEST_")) or name in {"OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"}:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
 
