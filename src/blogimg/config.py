@@ -120,7 +120,3 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Explicit arguments win, then the environment, then blogimg.toml in the working directory.
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")

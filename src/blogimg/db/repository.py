@@ -24,7 +24,6 @@ class EnqueueResult:
     """What saving one post did to the queue."""
 
     post_id: int
-    prompt_ids: tuple[int, ...]
     queued_image_ids: tuple[int, ...]  #: jobs now waiting in this batch
     already_done: int  #: prompts whose image already succeeded (no work)
 
@@ -64,7 +63,7 @@ class Repository:
             row = await self._upsert_post(session, post)
             prompt_rows = await self._sync_prompts(session, row.id, post)
             queued, done = await self._enqueue(session, row.id, prompt_rows, batch_id)
-            return EnqueueResult(row.id, tuple(p.id for p in prompt_rows), tuple(queued), done)
+            return EnqueueResult(row.id, tuple(queued), done)
 
     async def _upsert_post(self, session: AsyncSession, post: ExtractedPost) -> BlogPost:
         row = await session.scalar(select(BlogPost).where(BlogPost.slug == post.slug))
@@ -168,12 +167,6 @@ class Repository:
                     cost_usd=record.cost_usd, error=record.error, lease_owner=owner,
                 )
             )
-
-    async def attempts_for(self, image_id: int) -> int:
-        async with self.sessions() as session:
-            return await session.scalar(
-                select(func.count()).where(GenerationAttempt.image_id == image_id)
-            ) or 0
 
     async def batch_counts(self, batch_id: int) -> dict[str, int]:
         async with self.sessions() as session:

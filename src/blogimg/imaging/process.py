@@ -109,10 +109,6 @@ class ProcessedImage:
     def files(self) -> tuple[EncodedFile, ...]:
         return (self.master, *self.variants, self.thumbnail)
 
-    @property
-    def bytes_out(self) -> int:
-        return sum(len(file.data) for file in self.files)
-
 
 def sniff_format(data: bytes) -> str:
     """Name the format from magic bytes; raise ImageRejectedError for anything not allowlisted."""

@@ -58,6 +58,7 @@ class Worker:
         self._on_event = on_event
         self._stopping = asyncio.Event()
         self._held: dict[int, ClaimedJob] = {}
+        self._next_maintenance = 0.0
         self.done = 0
 
     def stop(self) -> None:
@@ -74,8 +75,7 @@ class Worker:
                 claimed: list[ClaimedJob] = []
                 free = self.concurrency - len(tasks)
                 if free > 0:
-                    await queue.expire_dead_local_leases(engine)
-                    await queue.fail_exhausted_jobs(engine, self.max_job_attempts)
+                    await self._maintain_queue()
                     claimed = await queue.claim_next_jobs(
                         engine, owner=self.owner, limit=free, lease_seconds=self.lease_seconds,
                         batch_id=batch_id,
@@ -99,6 +99,17 @@ class Worker:
             beat.cancel()
             for task in tasks:
                 task.cancel()
+
+    async def _maintain_queue(self) -> None:
+        # Recovering abandoned jobs is housekeeping, not per-claim work: at most once a second,
+        # and at start so a re-run after a crash picks up the dead run's jobs at once.
+        now = time.monotonic()
+        if now < self._next_maintenance:
+            return
+        self._next_maintenance = now + 1.0
+        engine = self.repository.engine
+        await queue.expire_dead_local_leases(engine)
+        await queue.fail_exhausted_jobs(engine, self.max_job_attempts)
 
     async def _batch_finished(self, batch_id: int) -> bool:
         counts = await self.repository.batch_counts(batch_id)

@@ -8,7 +8,7 @@ every provider gets the same, tested behaviour.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from blogimg.domain import ImageRequest, ProviderImage
@@ -22,12 +22,10 @@ class ProviderInfo:
     description: str
     models: tuple[str, ...]
     key_env_vars: tuple[str, ...] = ()  #: any one of these configures it; () = needs no key
-    install_extra: str | None = None  #: ``pip install blogimg[extra]`` when its SDK is missing
     sizes: tuple[str, ...] = ()  #: sizes it can make natively; () = any
     output_formats: tuple[str, ...] = ("png",)
     max_images_per_call: int = 1
     offline: bool = False  #: makes images without any network
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def needs_key(self) -> bool:
