@@ -145,3 +145,28 @@ async def test_dead_local_owner_releases_its_lease_at_once(tmp_path: Path, setti
     assert await queue.claim_next_jobs(engine, owner="other", limit=1, lease_seconds=60) == []
     assert await queue.expire_dead_local_leases(engine, is_alive=lambda pid: pid != 999999) == 1
     assert len(await queue.claim_next_jobs(engine, owner="other", limit=1, lease_seconds=60)) == 1
+
+
+async def test_garbage_bytes_from_a_provider_fail_as_image_rejected(tmp_path: Path, settings: Settings, repository) -> None:
+    from blogimg.domain import ImageRequest, ProviderImage
+    from blogimg.providers.base import ProviderInfo
+
+    class Garbage:
+        info = ProviderInfo(name="garbage", description="returns HTML", models=("g",))
+
+        def __call__(self, settings: object) -> Garbage:
+            return self
+
+        async def generate(self, request: ImageRequest) -> ProviderImage:
+            return ProviderImage(data=b"<html>502 Bad Gateway</html>", model="g", cost_usd=0.02)
+
+        async def aclose(self) -> None: ...
+
+    storage = MemoryStorage()
+    registry = ProviderRegistry({"garbage": Garbage()}, plugins=False)
+    summary = await generate([write_posts(tmp_path / "posts", 1, markers=0)], settings,
+                             providers=["garbage"], registry=registry, storage=storage)
+    assert (summary.succeeded, summary.failed) == (0, 1)
+    assert summary.failures[0][1] == "image_rejected" and "not a JPEG, PNG, WebP or AVIF" in summary.failures[0][2]
+    assert summary.cost_usd == 0.02  # the call was paid for even though its output was useless
+    assert storage.files == {}
