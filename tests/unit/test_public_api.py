@@ -1,4 +1,8 @@
-"""The curated public API: complete, sorted, importable."""
+"""The curated public API: complete, sorted, importable.
+
+That importing reads no settings is shown in a fresh interpreter by
+test_settings_and_database.py::test_importing_blogimg_reads_no_settings.
+"""
 
 import blogimg
 
@@ -8,13 +12,3 @@ def test_all_is_sorted_and_every_name_exists() -> None:
     for name in blogimg.__all__:
         assert getattr(blogimg, name) is not None
 
-
-def test_settings_are_not_built_at_import() -> None:
-    import importlib
-    import os
-
-    os.environ["BLOGIMG_MAX_CONCURRENT"] = "not a number"
-    try:
-        importlib.reload(blogimg)  # importing must not read or validate settings
-    finally:
-        del os.environ["BLOGIMG_MAX_CONCURRENT"]

@@ -114,14 +114,13 @@ class Repository:
                 )
             )
         }
-        queued, done = [], 0
+        queued: list[GeneratedImage] = []
+        done = 0
         for prompt in prompts:
             image = images.get(prompt.id)
             if image is None:
-                image = GeneratedImage(prompt_id=prompt.id, post_id=post_id, batch_id=batch_id,
-                                       status=Status.QUEUED)
+                image = GeneratedImage(prompt_id=prompt.id, post_id=post_id, status=Status.QUEUED)
                 session.add(image)
-                await session.flush()
             elif image.status == Status.SUCCEEDED:
                 done += 1
                 continue
@@ -132,9 +131,9 @@ class Repository:
             # Queued or running (perhaps left by a killed run) jobs join this batch; a live
             # lease stays with its holder, a dead one is re-claimed by our worker.
             image.batch_id = batch_id
-            queued.append(image.id)
-        await session.flush()
-        return queued, done
+            queued.append(image)
+        await session.flush()  # one round trip for the whole post; assigns the new ids
+        return [image.id for image in queued], done
 
     async def set_batch_total(self, batch_id: int, total: int) -> None:
         async with self.sessions.begin() as session:
