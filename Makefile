@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test install install-dev lint clean
+.PHONY: demo test bench install install-dev lint clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "blogimg needs Python 3.11 or newer"'
@@ -30,8 +30,14 @@ demo: $(STAMP)
 
 ## test: install the dev extras, lint, and run the whole suite (exit code 5, "no tests", fails)
 test: $(DEV_STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## bench: run every benchmark at full size and write bench/results/*.json and BENCHMARKS.md
+bench: $(DEV_STAMP)
+	$(BIN)/python -m bench.orchestration
+	$(BIN)/python -m bench.database
+	$(BIN)/python -m bench.report
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests

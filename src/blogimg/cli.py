@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ import typer
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -86,6 +88,68 @@ def generate(
 
 
 @app.command()
+def worker(
+    providers: Annotated[str | None, typer.Option(help="Comma-separated fallback order, e.g. openai,card.")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, max=64, help="Images made at once by this process.")] = None,
+) -> None:
+    """Work the queue until SIGTERM/SIGINT (run as many as you like, on as many machines)."""
+    from blogimg.pipeline.runtime import run_workers
+
+    def work() -> None:
+        settings = _settings()
+        chosen = [name.strip() for name in providers.split(",") if name.strip()] if providers else None
+
+        def report(event: ProgressEvent) -> None:
+            if event.kind in (EventKind.SUCCEEDED, EventKind.FAILED):
+                console.log(f"image {event.image_id} {event.kind.value}: {escape(event.detail)}", highlight=False)
+
+        console.log(f"worker {os.getpid()} started; stop with SIGTERM (twice to give jobs back at once)")
+        done, released = asyncio.run(run_workers(settings, providers=chosen, on_event=report,
+                                                 concurrency=concurrency))
+        console.log(f"worker {os.getpid()} stopped after {done} images; gave {released} back to the queue")
+
+    _guard(work)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    worker: Annotated[bool, typer.Option(help="Run an embedded worker that drains the queue.")] = True,
+    insecure: Annotated[bool, typer.Option(help="Allow a non-loopback address without API keys.")] = False,
+) -> None:
+    """The REST API (and, by default, a worker) on HOST:PORT; OpenAPI at /openapi.json."""
+
+    def work() -> None:
+        settings = _settings()
+        if not settings.api_keys and not insecure and not _is_loopback(host):
+            raise BlogimgError(
+                f"refusing to listen on {host} with no API keys: anyone could change things. "
+                "Set BLOGIMG_API_KEYS, listen on 127.0.0.1, or pass --insecure")
+        try:
+            import uvicorn
+
+            from blogimg.api.app import create_app
+        except ImportError as error:
+            raise BlogimgError(f"serve needs the server extra ({error.name}): pip install 'blogimg[server]'") from None
+        console.log(f"blogimg API on http://{host}:{port} (docs at /docs){' with a worker' if worker else ''}")
+        uvicorn.run(create_app(settings, run_worker=worker), host=host, port=port, log_level="info")
+
+    _guard(work)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
 def stats() -> None:
     """Images by status and provider, cost and bytes saved."""
     from blogimg.db.engine import open_database
@@ -123,28 +187,46 @@ def stats() -> None:
 
 @app.command(name="providers")
 def list_providers() -> None:
-    """Which providers exist, which are configured, and their models."""
+    """Which providers exist, which are configured, their models, and what an image costs."""
+    from blogimg.providers.pricing import default_prices
     from blogimg.providers.registry import ProviderRegistry
 
     def work() -> None:
         settings = _settings()
-        registry = ProviderRegistry()
+        registry, prices = ProviderRegistry(), default_prices()
         order = settings.providers or registry.default_order()
-        table = Table(title="providers (fallback order: " + " → ".join(order) + ")")
-        for column in ("name", "configured", "models", "needs", "description"):
-            table.add_column(column)
+        table = Table(title="providers (fallback order: " + " → ".join(order) + ")",
+                      caption=f"list prices per image at quality '{settings.quality}', as of {prices.as_of}; "
+                              "unknown prices are recorded as unknown, never $0")
+        for column in ("name", "configured", "model", "price per image", "needs"):
+            table.add_column(column, overflow="fold")
         for name in registry.names():
             try:
                 info = registry.info(name)
             except BlogimgError as error:
-                table.add_row(name, "[red]unavailable[/]", "", "", str(error))
+                table.add_row(name, "[red]unavailable[/]", "", "", escape(str(error)))
                 continue
             configured = "[green]yes[/]" if registry.is_configured(name) else "[yellow]no[/]"
             needs = " or ".join(info.key_env_vars) if info.needs_key else "nothing (offline)"
-            table.add_row(name, configured, ", ".join(info.models), needs, info.description)
+            missing = registry.missing_modules(name)
+            if missing:
+                configured = "[red]SDK missing[/]"
+                needs = escape(f"pip install 'blogimg[{info.extra or name}]'; then {needs}")
+            model = {"openai": settings.openai_model, "google": settings.google_model}.get(name, info.models[0])
+            others = len([m for m in info.models if m != model])
+            table.add_row(name, configured, model + (f" (+{others} more)" if others else ""),
+                          _price_range(prices, name, model, settings.quality), needs)
         console.print(table)
 
     _guard(work)
+
+
+def _price_range(prices: Any, provider: str, model: str, quality: str) -> str:
+    known = sorted(p.usd for p in prices.image_prices(provider, model) if p.quality in (quality, "*"))
+    if not known:
+        return "[yellow]unknown[/]"
+    low, high = known[0], known[-1]
+    return f"${low:.3f}" if low == high else f"${low:.3f}–${high:.3f}"
 
 
 class _ProgressDisplay:
@@ -160,14 +242,16 @@ class _ProgressDisplay:
         self.failed = 0
 
     def __enter__(self) -> _ProgressDisplay:
-        self.progress.start()
+        # The bar appears once work is queued, so a run refused up front prints only its error.
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.progress.stop()
+        if self.progress.live.is_started:
+            self.progress.stop()
 
     def handle(self, event: ProgressEvent) -> None:
         if event.kind is EventKind.QUEUED:
+            self.progress.start()
             self.progress.update(self.task, total=event.total,
                                  status="nothing to do" if not event.total else "")
         elif event.kind in (EventKind.SUCCEEDED, EventKind.FAILED):
@@ -175,9 +259,10 @@ class _ProgressDisplay:
             status = f"[red]{self.failed} failed[/]" if self.failed else ""
             self.progress.update(self.task, completed=event.done, status=status)
         elif event.kind is EventKind.ATTEMPT and event.attempt and event.attempt.outcome != "ok":
+            attempt = event.attempt
             self.progress.console.log(
-                f"image {event.image_id}: {event.attempt.provider} {event.attempt.outcome.value} "
-                f"({event.attempt.error}); trying again or falling back")
+                f"image {event.image_id}: {attempt.provider} call {attempt.attempt} ended "
+                f"{attempt.outcome.value}: {escape(attempt.error or '')}", highlight=False)
 
 
 def _print_summary(summary: RunSummary) -> None:
@@ -252,6 +337,8 @@ def _guard(work: Callable[[], None]) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    import blogimg.cli_catalog  # noqa: F401  (registers search, retry and cleanup)
+
     app(prog_name="blogimg")
 
 

@@ -65,9 +65,35 @@ class Settings(BaseSettings):
     quality: Literal["low", "medium", "high", "auto"] = Field("high")
     lease_seconds: float = Field(60.0, ge=1, description="How long a claim holds without heartbeat.")
     max_job_attempts: int = Field(5, ge=1, description="Claims of one job before it fails for good.")
-    budget_daily_usd: float | None = Field(None, ge=0)
-    budget_monthly_usd: float | None = Field(None, ge=0)
-    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    shutdown_grace: float = Field(
+        30.0, ge=0, description="On SIGTERM, seconds jobs in flight get to finish before they are given back.")
+    budget_daily_usd: float | None = Field(
+        None, ge=0, description="Cap on provider spending per UTC day; a call that would not fit is not made.")
+    budget_monthly_usd: float | None = Field(
+        None, ge=0, description="Cap on provider spending per UTC calendar month.")
+    rate_limits: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict,
+        description="Images per minute per provider, e.g. 'openai=5,google=10'; absent = unlimited.")
+    breaker_threshold: int = Field(
+        5, ge=0, description="Consecutive failures that open a provider's circuit; 0 disables it.")
+    breaker_cooldown: float = Field(30.0, ge=0, description="Seconds an open circuit waits before one probe.")
+
+    # Providers (their SDKs read their own key and base-URL variables).
+    openai_model: str = Field("gpt-image-1.5", description="OpenAI image model.")
+    google_model: str = Field(
+        "gemini-2.5-flash-image",
+        description="Google image model: a Gemini image model, or imagen-* (Vertex mode only).")
+    download_max_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="Largest image fetched from a URL.")
+    download_timeout: float = Field(60.0, gt=0, description="Longest an image download may take, seconds.")
+    download_allow_loopback: bool = Field(
+        False, description="Let image URLs point at 127.0.0.1/::1 (tests against local fakes only).")
+    alt_text_vision: Literal["off", "openai", "google"] = Field(
+        "off", description="Caption stored images with a vision model; off derives alt text from the prompt.")
+    alt_text_model: str | None = Field(None, description="Vision model for captions (default per provider).")
+    alt_text_max_chars: int = Field(125, ge=20, le=1000, description="Longest alt text.")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Keys that may change things through the API (Bearer); none = open.")
+    max_request_bytes: int = Field(1_048_576, ge=1024, description="Largest API request body.")
 
     # Prompt extraction.
     cover_size: str = Field("1536x1024", description="Size of cover images.")
@@ -94,6 +120,33 @@ class Settings(BaseSettings):
             Size.parse(value)
         except InputError as error:
             raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _parse_rate_limits(cls, value: object) -> object:
+        # "openai=5,google=10" or a JSON object.
+        if not isinstance(value, str):
+            return value
+        if value.strip().startswith("{"):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"not a JSON object: {error}") from None
+        limits: dict[str, str] = {}
+        for part in filter(None, (piece.strip() for piece in value.split(","))):
+            name, equals, number = part.partition("=")
+            if not equals or not name.strip():
+                raise ValueError(f"{part!r} is not provider=images_per_minute")
+            limits[name.strip()] = number.strip()
+        return limits
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _positive_rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, rate in value.items():
+            if rate <= 0:
+                raise ValueError(f"rate limit of {name!r} must be positive images per minute")
         return value
 
     @field_validator("providers", "api_keys", "variant_widths", "variant_formats", mode="before")

@@ -5,8 +5,11 @@ The tree::
     BlogimgError                  one clear line for the user; the CLI prints it and exits non-zero
     ├── ConfigurationError        settings that cannot work (unknown provider, unwritable directory)
     ├── InputError                input the user gave us is wrong
-    │   └── PostParseError        a post that cannot be read (broken front matter, not markdown)
+    │   ├── PostParseError        a post that cannot be read (broken front matter, not markdown)
+    │   └── ConflictError         a request that contradicts an earlier one (an idempotency key reused)
+    ├── NotFoundError             an id that names nothing
     ├── ProviderError             one provider call did not give an image; carries its Outcome
+    ├── BudgetExceededError       a call that would not fit the daily or monthly budget
     ├── ImageRejectedError        provider bytes we refuse to decode (unknown format, too many pixels, corrupt)
     ├── StorageError              a file could not be stored, read or deleted
     │   └── InvalidKeyError       a storage key that could escape its root or is malformed
@@ -37,11 +40,20 @@ class PostParseError(InputError):
     """A post that cannot be read."""
 
 
+class ConflictError(InputError):
+    """A request that contradicts an earlier one, e.g. an Idempotency-Key reused with another body."""
+
+
+class NotFoundError(BlogimgError):
+    """An id that names no post, prompt, image or batch."""
+
+
 class ProviderError(BlogimgError):
     """A provider call that produced no usable image.
 
     ``outcome`` says how the chain treats it (retry, fall back, pause); ``retry_after`` is the
-    server's own wait in seconds when it sent one, and wins over computed backoff.
+    server's own wait in seconds when it sent one, and wins over computed backoff. ``code`` is
+    the image's error code when it fails for this reason (default: the outcome's name).
     """
 
     def __init__(
@@ -52,12 +64,18 @@ class ProviderError(BlogimgError):
         http_status: int | None = None,
         retry_after: float | None = None,
         cost_usd: float | None = 0.0,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.outcome = outcome
+        self.code = code or outcome.value
         self.http_status = http_status
         self.retry_after = retry_after
         self.cost_usd = cost_usd
+
+
+class BudgetExceededError(BlogimgError):
+    """A call whose estimated cost does not fit what is left of a budget; it is not made."""
 
 
 class ImageRejectedError(BlogimgError):

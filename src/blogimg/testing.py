@@ -73,6 +73,9 @@ class FakeProvider:
     def outcomes(self) -> list[Outcome]:
         return [call.outcome for call in self.calls]
 
+    def estimate_cost(self, request: ImageRequest) -> float | None:
+        return self.cost_usd
+
     async def generate(self, request: ImageRequest) -> ProviderImage:
         number = len(self.calls) + 1
         outcome = self._next_outcome(request, number)

@@ -8,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import PROVIDER_VARIABLES
+
 BLOGIMG = [sys.executable, "-m", "blogimg"]
 
 
 def cli_environment(data: Path, **extra: str) -> dict[str, str]:
     environment = {k: v for k, v in os.environ.items()
-                   if not k.startswith("BLOGIMG_") and k not in {"OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"}}
+                   if not k.startswith("BLOGIMG_") and k not in PROVIDER_VARIABLES}
     environment.update(
         BLOGIMG_DATABASE_URL=f"sqlite+aiosqlite:///{data / 'blogimg.db'}",
         BLOGIMG_STORAGE_PATH=str(data / "images"),

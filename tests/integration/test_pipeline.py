@@ -14,6 +14,9 @@ from blogimg.pipeline.generate import generate
 from blogimg.providers.registry import ProviderRegistry
 from blogimg.storage import MemoryStorage
 from blogimg.testing import FakeProvider
+from tests.conftest import on_both_engines
+
+pytestmark = on_both_engines
 
 
 def write_posts(directory: Path, count: int, markers: int = 2) -> Path:

@@ -61,3 +61,25 @@ def test_module_attribute_names_load_custom_providers() -> None:
     assert provider.info.name == "card"
     with pytest.raises(ConfigurationError, match="cannot be loaded"):
         registry.build(["no_such_module:Thing"], Settings())
+
+
+def test_a_key_without_its_sdk_is_not_a_default_and_building_it_says_what_to_install(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    needy = FakeProvider("needy", key_env_vars=("FAKE_TEST_KEY",))
+    needy.info = replace(needy.info, requires=("blogimg_no_such_sdk", "json"), extra="needy")
+    registry = ProviderRegistry()
+    registry.register("needy", needy)
+    monkeypatch.setenv("FAKE_TEST_KEY", "sk-test")
+    assert registry.missing_modules("needy") == ["blogimg_no_such_sdk"]
+    assert registry.default_order() == ["card"]  # a stray key must not break the offline default
+    with pytest.raises(ConfigurationError, match=r"needs blogimg_no_such_sdk: pip install 'blogimg\[needy\]'"):
+        registry.build(["needy"], Settings())
+
+
+def test_the_real_providers_declare_their_sdks() -> None:
+    registry = ProviderRegistry()
+    assert registry.info("openai").requires == ("openai", "httpx2")
+    assert registry.info("google").requires == ("google.genai", "httpx2")
+    assert registry.missing_modules("openai") == [] and registry.missing_modules("google") == []

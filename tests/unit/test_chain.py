@@ -131,3 +131,13 @@ async def test_calls_per_provider_are_one_plus_retries(retries: int) -> None:
     provider = FakeProvider("a", script=[T] * 10)
     await run(chain(provider, retries=retries)[0])
     assert len(provider.calls) == retries + 1
+
+
+async def test_a_request_can_name_its_providers_and_their_order() -> None:
+    first, second = FakeProvider("first"), FakeProvider("second")
+    built, _ = chain(first, second)
+    assert (await built.generate(REQUEST, only=["second", "first"])).provider == "second"
+    assert len(first.calls) == 0
+    result = await built.generate(REQUEST, only=["elsewhere"])
+    assert not result.ok and "none of the requested providers" in (result.error or "")
+    assert len(first.calls) == len(second.calls) - 1 == 0

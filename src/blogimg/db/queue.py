@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from blogimg.db.tables import GeneratedImage, ImageVariant, utcnow
+from blogimg.db.tables import GeneratedImage, ImageEvent, ImageVariant, utcnow
 from blogimg.domain import Status
 
 
@@ -33,9 +33,23 @@ class ClaimedJob:
     attempts: int  #: claims of this job so far, this one included
 
 
+def local_prefix() -> str:
+    """This host and PID namespace: two containers may share a host name but not their PIDs.
+
+    Only owners with the same prefix can be judged dead by their PID; anything else waits for
+    its lease to expire.
+    """
+    try:
+        namespace = os.readlink("/proc/self/ns/pid").removeprefix("pid:").strip("[]")
+    except OSError:  # not Linux: the host name alone
+        namespace = ""
+    host = socket.gethostname().replace(":", "-")
+    return f"{host}~{namespace}" if namespace else host
+
+
 def lease_owner_name() -> str:
-    """``host:pid``: lets a worker on the same host see that a lease's owner process is gone."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host~pidns:pid``: lets a worker in the same PID namespace see that an owner is gone."""
+    return f"{local_prefix()}:{os.getpid()}"
 
 
 async def claim_next_jobs(
@@ -72,11 +86,12 @@ async def claim_next_jobs(
             started_at=now,
             updated_at=now,
         )
-        .returning(GeneratedImage.id, GeneratedImage.attempts)
+        .returning(GeneratedImage.id, GeneratedImage.attempts, GeneratedImage.batch_id)
         .execution_options(synchronize_session=False)
     )
     async with engine.begin() as connection:
         rows = (await connection.execute(statement)).all()
+        await record_events(connection, [(row.id, row.batch_id) for row in rows], Status.RUNNING)
     return sorted((ClaimedJob(row.id, token, row.attempts) for row in rows), key=lambda job: job.image_id)
 
 
@@ -102,14 +117,15 @@ async def complete_job(
     Returns False (and changes nothing) when the lease was lost; the files already stored are
     content-addressed, so the worker that does hold the job will write the very same keys.
     """
-    result = await session.execute(
+    changed = (await session.execute(
         _fenced(job).values(
             status=Status.SUCCEEDED, error_code=None, error_message=None, lease_owner=None,
             lease_token=None, lease_expires_at=None, finished_at=utcnow(), **values,
-        )
-    )
-    if not result.rowcount:
+        ).returning(GeneratedImage.id, GeneratedImage.batch_id)
+    )).all()
+    if not changed:
         return False
+    await record_events(session, changed, Status.SUCCEEDED)
     for variant in variants:
         session.add(ImageVariant(image_id=job.image_id, **variant))
     return True
@@ -118,20 +134,33 @@ async def complete_job(
 async def fail_job(engine: AsyncEngine, job: ClaimedJob, code: str, message: str) -> bool:
     """Mark the job failed for good with ``code`` (an outcome class or a pipeline code)."""
     async with engine.begin() as connection:
-        result = await connection.execute(
+        changed = (await connection.execute(
             _fenced(job).values(
                 status=Status.FAILED, error_code=code, error_message=message[:2000],
                 lease_owner=None, lease_token=None, lease_expires_at=None, finished_at=utcnow(),
-            )
-        )
-    return bool(result.rowcount)
+            ).returning(GeneratedImage.id, GeneratedImage.batch_id)
+        )).all()
+        await record_events(connection, changed, Status.FAILED)
+    return bool(changed)
+
+
+async def release_job(engine: AsyncEngine, job: ClaimedJob) -> bool:
+    """Give a held job back to the queue untouched (a worker shutting down); fenced like the rest."""
+    async with engine.begin() as connection:
+        changed = (await connection.execute(
+            _fenced(job).values(status=Status.QUEUED, lease_owner=None, lease_token=None,
+                                lease_expires_at=None, updated_at=utcnow())
+            .returning(GeneratedImage.id, GeneratedImage.batch_id)
+        )).all()
+        await record_events(connection, changed, Status.QUEUED)
+    return bool(changed)
 
 
 async def fail_exhausted_jobs(engine: AsyncEngine, max_attempts: int) -> int:
     """Fail claimable jobs that have already been claimed ``max_attempts`` times (crash loops)."""
     now = utcnow()
     async with engine.begin() as connection:
-        result = await connection.execute(
+        changed = (await connection.execute(
             update(GeneratedImage)
             .where(
                 GeneratedImage.attempts >= max_attempts,
@@ -145,8 +174,11 @@ async def fail_exhausted_jobs(engine: AsyncEngine, max_attempts: int) -> int:
                 error_message=f"claimed {max_attempts} times without finishing",
                 lease_owner=None, lease_token=None, lease_expires_at=None, finished_at=now,
             )
-        )
-    return result.rowcount or 0
+            .returning(GeneratedImage.id, GeneratedImage.batch_id)
+            .execution_options(synchronize_session=False)
+        )).all()
+        await record_events(connection, changed, Status.FAILED)
+    return len(changed)
 
 
 async def expire_dead_local_leases(
@@ -157,14 +189,14 @@ async def expire_dead_local_leases(
     A ``generate`` that was killed holds its leases until they time out; the same host can tell
     for certain the owner is gone, so a re-run need not wait out the lease.
     """
-    host = socket.gethostname()
+    prefix = local_prefix()
     alive = is_alive or _process_alive
     async with engine.connect() as connection:
         rows = (
             await connection.execute(
                 select(GeneratedImage.id, GeneratedImage.lease_owner, GeneratedImage.lease_token).where(
                     GeneratedImage.status == Status.RUNNING,
-                    GeneratedImage.lease_owner.like(f"{host}:%"),
+                    GeneratedImage.lease_owner.like(f"{prefix}:%"),
                 )
             )
         ).all()
@@ -178,6 +210,16 @@ async def expire_dead_local_leases(
             for job in dead:
                 await connection.execute(_fenced(job).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
     return len(dead)
+
+
+async def record_events(connection: AsyncConnection | AsyncSession, changed: Sequence, status: str) -> None:
+    """One ImageEvent per changed (image id, batch id), in the caller's transaction."""
+    if changed:
+        now = utcnow()
+        await connection.execute(insert(ImageEvent), [
+            {"image_id": image_id, "batch_id": batch_id, "status": str(status), "created_at": now}
+            for image_id, batch_id in changed
+        ])
 
 
 def _fenced(job: ClaimedJob):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from blogimg.db.queue import record_events
 from blogimg.db.tables import (
     Batch,
     BlogPost,
@@ -17,6 +18,7 @@ from blogimg.db.tables import (
     utcnow,
 )
 from blogimg.domain import AttemptRecord, ExtractedPost, Status
+from blogimg.pipeline.budget import PENDING, Budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,7 @@ class JobContext:
     image_id: int
     prompt: ImagePromptRow
     post: BlogPost
+    options: dict  #: per-job choices from the API ({} = the worker's defaults)
 
 
 class Repository:
@@ -64,6 +67,12 @@ class Repository:
             prompt_rows = await self._sync_prompts(session, row.id, post)
             queued, done = await self._enqueue(session, row.id, prompt_rows, batch_id)
             return EnqueueResult(row.id, tuple(queued), done)
+
+    async def save_post(self, post: ExtractedPost) -> tuple[int, list[ImagePromptRow]]:
+        """Upsert the post and its prompts without queueing anything."""
+        async with self.sessions.begin() as session:
+            row = await self._upsert_post(session, post)
+            return row.id, await self._sync_prompts(session, row.id, post)
 
     async def _upsert_post(self, session: AsyncSession, post: ExtractedPost) -> BlogPost:
         row = await session.scalar(select(BlogPost).where(BlogPost.slug == post.slug))
@@ -133,6 +142,7 @@ class Repository:
             image.batch_id = batch_id
             queued.append(image)
         await session.flush()  # one round trip for the whole post; assigns the new ids
+        await record_events(session, [(image.id, batch_id) for image in queued], Status.QUEUED)
         return [image.id for image in queued], done
 
     async def set_batch_total(self, batch_id: int, total: int) -> None:
@@ -153,17 +163,34 @@ class Repository:
             assert image is not None, f"claimed image {image_id} vanished"
             prompt = await session.get(ImagePromptRow, image.prompt_id)
             post = await session.get(BlogPost, image.post_id)
-            return JobContext(image_id, prompt, post)
+            return JobContext(image_id, prompt, post, dict(image.options or {}))
 
-    async def record_attempt(self, image_id: int, record: AttemptRecord, owner: str) -> None:
-        """Append one provider call to the ledger at once: money spent is recorded even if we crash."""
+    async def open_attempt(self, image_id: int, *, owner: str, provider: str, model: str | None,
+                           number: int, estimate: float | None, budget: Budget | None = None) -> int:
+        """Write a ``pending`` ledger row for a call about to be made; return its id.
+
+        The budget is checked in the same serialized transaction, so the row is the reservation:
+        BudgetExceededError leaves nothing behind, and no call may be made.
+        """
         async with self.sessions.begin() as session:
-            session.add(
-                GenerationAttempt(
-                    image_id=image_id, attempt=record.attempt, provider=record.provider,
-                    model=record.model, outcome=record.outcome.value,
-                    http_status=record.http_status, latency_ms=record.latency_ms,
-                    cost_usd=record.cost_usd, error=record.error, lease_owner=owner,
+            if budget is not None:
+                await budget.check(session, estimate, utcnow())
+            row = GenerationAttempt(
+                image_id=image_id, attempt=number, provider=provider, model=model,
+                outcome=PENDING, latency_ms=0, cost_usd=None, estimated_cost_usd=estimate,
+                lease_owner=owner,
+            )
+            session.add(row)
+            await session.flush()
+            return row.id
+
+    async def close_attempt(self, attempt_id: int, record: AttemptRecord) -> None:
+        """Record how the call ended and what it cost (NULL when the price is unknown)."""
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(GenerationAttempt).where(GenerationAttempt.id == attempt_id).values(
+                    model=record.model, outcome=record.outcome.value, http_status=record.http_status,
+                    latency_ms=record.latency_ms, cost_usd=record.cost_usd, error=record.error,
                 )
             )
 

@@ -128,6 +128,8 @@ class GeneratedImage(Timestamped, Base):
     focal_y: Mapped[float | None] = mapped_column(Float)
     rating: Mapped[int | None] = mapped_column(Integer)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: per-job choices from the API: {"quality": ..., "providers": [...]}; None = the worker's defaults
+    options: Mapped[dict | None] = mapped_column(JSON)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
 
@@ -150,7 +152,11 @@ class ImageVariant(Base):
 
 
 class GenerationAttempt(Base):
-    """The cost ledger: one row per provider call, failed ones included."""
+    """The cost ledger: one row per provider call, failed ones included.
+
+    The row is written before the call with outcome ``pending`` and the estimated cost, then
+    updated with the real outcome and cost; a row left ``pending`` is a call that died mid-way.
+    """
 
     __tablename__ = "generation_attempts"
     __table_args__ = (
@@ -167,7 +173,9 @@ class GenerationAttempt(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     http_status: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int] = mapped_column(Integer)
-    cost_usd: Mapped[float | None] = mapped_column(Float)
+    cost_usd: Mapped[float | None] = mapped_column(Float)  #: NULL: unknown (or still pending)
+    #: what the budget reserved for the call before it was made
+    estimated_cost_usd: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -181,7 +189,25 @@ class Batch(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    #: the image ids an API request created, so a repeated request answers exactly the same
+    image_ids: Mapped[list[int] | None] = mapped_column(JSON)
     total: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class ImageEvent(Base):
+    """A change of an image's status, for ``GET /api/events`` in any process.
+
+    Written in the same transaction as the change itself, so readers never see an event for a
+    change that did not happen; the id orders events and is the SSE event id.
+    """
+
+    __tablename__ = "image_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(Integer, index=True)
+    batch_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

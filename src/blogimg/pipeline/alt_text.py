@@ -2,7 +2,8 @@
 
 Preference: the author's own ``alt:`` → what the provider says it drew (the card knows) →
 the marker's description for inline images → a sentence from the post for covers and sections.
-A vision model that captions the stored image comes later (issue 3) and replaces this.
+When BLOGIMG_ALT_TEXT_VISION names a provider, a vision model's caption of the stored image
+replaces this (providers/vision.py); the author's own alt text always wins.
 """
 
 from __future__ import annotations

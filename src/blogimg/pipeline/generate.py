@@ -11,18 +11,13 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from blogimg.config import Settings
-from blogimg.db.engine import open_database
 from blogimg.db.repository import Repository
 from blogimg.domain import EventKind, ExtractedPost, ProgressEvent, RunSummary, Size, Status
 from blogimg.errors import InputError
-from blogimg.imaging.process import ImagingOptions
-from blogimg.pipeline.chain import ProviderChain
-from blogimg.pipeline.worker import Worker
+from blogimg.pipeline.runtime import open_runtime
 from blogimg.prompts.extract import MARKDOWN_SUFFIXES, PromptExtractor, read_post_file
-from blogimg.providers.base import ImageProvider
 from blogimg.providers.registry import ProviderRegistry
 from blogimg.storage.base import Storage
-from blogimg.storage.factory import build_storage
 
 EventCallback = Callable[[ProgressEvent], None]
 
@@ -65,14 +60,6 @@ def read_posts(paths: Iterable[str | Path], settings: Settings) -> list[Extracte
     return posts
 
 
-def build_chain(settings: Settings, providers: Sequence[ImageProvider]) -> ProviderChain:
-    return ProviderChain(
-        providers, retry_attempts=settings.retry_attempts, retry_delay=settings.retry_delay,
-        max_delay=settings.retry_max_delay, fallback_on_refusal=settings.fallback_on_refusal,
-        timeout=settings.provider_timeout,
-    )
-
-
 async def generate(
     paths: Iterable[str | Path],
     settings: Settings,
@@ -85,14 +72,8 @@ async def generate(
     """Give the posts under ``paths`` their images; return what happened."""
     started = time.monotonic()
     posts = read_posts(paths, settings)
-    registry = registry or ProviderRegistry()
-    names = list(providers or settings.providers or registry.default_order())
-    provider_objects = registry.build(names, settings)
-    storage = storage or build_storage(settings)
-    engine, sessions = await open_database(settings.database_url)
-    chain = build_chain(settings, provider_objects)
-    try:
-        repository = Repository(engine, sessions)
+    async with open_runtime(settings, providers=providers, registry=registry, storage=storage) as runtime:
+        repository = runtime.repository
         summary = RunSummary(posts=len(posts))
         batch_id = await repository.create_batch()
         summary.batch_id = batch_id
@@ -106,22 +87,13 @@ async def generate(
         emit = on_event or (lambda event: None)
         emit(ProgressEvent(EventKind.QUEUED, total=summary.queued))
         if summary.queued:
-            worker = Worker(
-                repository, storage, chain, imaging=ImagingOptions.from_settings(settings),
-                concurrency=settings.max_concurrent, lease_seconds=settings.lease_seconds,
-                max_job_attempts=settings.max_job_attempts, quality=settings.quality,
-                on_event=on_event,
-            )
-            await worker.run(batch_id=batch_id)
+            await runtime.worker(on_event=on_event).run(batch_id=batch_id)
         await repository.finish_batch(batch_id)
         await _summarise(repository, batch_id, summary)
         summary.seconds = time.monotonic() - started
         emit(ProgressEvent(EventKind.FINISHED, total=summary.queued,
                            done=summary.succeeded + summary.failed))
         return summary
-    finally:
-        await chain.aclose()
-        await engine.dispose()
 
 
 async def _summarise(repository: Repository, batch_id: int, summary: RunSummary) -> None:

@@ -16,15 +16,42 @@ from collections.abc import Callable
 from blogimg.db import queue
 from blogimg.db.queue import ClaimedJob
 from blogimg.db.repository import JobContext, Repository
-from blogimg.domain import EventKind, ImageRequest, ProgressEvent, PromptKind, Size, Status
-from blogimg.errors import ImageRejectedError, StorageError
+from blogimg.domain import (
+    AttemptRecord,
+    EventKind,
+    ImageRequest,
+    Outcome,
+    ProgressEvent,
+    PromptKind,
+    Size,
+    Status,
+)
+from blogimg.errors import BudgetExceededError, ImageRejectedError, ProviderError, StorageError
 from blogimg.imaging.process import ImagingOptions, ProcessedImage, process_image
-from blogimg.pipeline.alt_text import derive_alt_text
+from blogimg.pipeline.alt_text import derive_alt_text, shorten
+from blogimg.pipeline.budget import Budget
 from blogimg.pipeline.chain import ChainResult, ProviderChain
+from blogimg.providers.vision import CaptionContext, Captioner
 from blogimg.storage.base import Storage
 
 log = logging.getLogger(__name__)
 EventCallback = Callable[[ProgressEvent], None]
+
+
+class JobLedger:
+    """The chain's ledger for one job: a pending row (and budget reservation) before each call."""
+
+    def __init__(self, repository: Repository, image_id: int, owner: str, budget: Budget | None) -> None:
+        self.repository, self.image_id, self.owner, self.budget = repository, image_id, owner, budget
+
+    async def open(self, provider: str, model: str | None, number: int, estimate: float | None) -> int:
+        return await self.repository.open_attempt(
+            self.image_id, owner=self.owner, provider=provider, model=model, number=number,
+            estimate=estimate, budget=self.budget)
+
+    async def close(self, handle: object, record: AttemptRecord) -> None:
+        assert isinstance(handle, int)
+        await self.repository.close_attempt(handle, record)
 
 
 class Worker:
@@ -44,6 +71,10 @@ class Worker:
         poll_interval: float = 0.25,
         on_event: EventCallback | None = None,
         owner: str | None = None,
+        budget: Budget | None = None,
+        captioner: Captioner | None = None,
+        alt_text_max_chars: int = 125,
+        shutdown_grace: float = 30.0,
     ) -> None:
         self.repository = repository
         self.storage = storage
@@ -55,15 +86,24 @@ class Worker:
         self.quality = quality
         self.poll_interval = poll_interval
         self.owner = owner or queue.lease_owner_name()
+        self.budget = budget if budget is not None and budget.enabled else None
+        self.captioner = captioner
+        self.alt_text_max_chars = alt_text_max_chars
         self._on_event = on_event
         self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self.shutdown_grace = shutdown_grace
         self._held: dict[int, ClaimedJob] = {}
         self._next_maintenance = 0.0
         self.done = 0
+        self.released = 0  #: jobs given back to the queue unfinished at shutdown
 
-    def stop(self) -> None:
-        """Stop claiming; jobs in flight finish, then ``run`` returns."""
+    def stop(self, *, immediately: bool = False) -> None:
+        """Stop claiming. Jobs in flight get ``shutdown_grace`` seconds to finish (none when
+        ``immediately``); whatever is still running then is cancelled and given back to the queue."""
         self._stopping.set()
+        if immediately:
+            self._hurry.set()
 
     async def run(self, *, batch_id: int | None = None) -> None:
         """Work until stopped, or — with ``batch_id`` — until that batch has nothing left to do."""
@@ -91,14 +131,44 @@ class Worker:
                         tasks, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
                     for task in finished:
                         task.result()  # _run_job handles its own errors; surface bugs loudly
-                else:
-                    await asyncio.sleep(self.poll_interval)
-            if tasks:
-                await asyncio.gather(*tasks)
+                elif not claimed:
+                    await self._idle()
+            await self._drain(tasks)
         finally:
             beat.cancel()
             for task in tasks:
                 task.cancel()
+
+    async def _idle(self) -> None:
+        # Sleep between polls, but wake at once when told to stop.
+        try:
+            await asyncio.wait_for(self._stopping.wait(), self.poll_interval)
+        except TimeoutError:
+            pass
+
+    async def _drain(self, tasks: set[asyncio.Task]) -> None:
+        """Let jobs in flight finish within the grace period; give the rest back to the queue."""
+        if not tasks:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.shutdown_grace
+        hurry = asyncio.create_task(self._hurry.wait())
+        pending = {task for task in tasks if not task.done()}
+        while pending and not self._hurry.is_set() and loop.time() < deadline:
+            await asyncio.wait({*pending, hurry}, timeout=deadline - loop.time(),
+                               return_when=asyncio.FIRST_COMPLETED)
+            pending = {task for task in pending if not task.done()}
+        hurry.cancel()
+        unfinished = [task for task in tasks if not task.done()]
+        held = list(self._held.values())  # snapshot before cancellation forgets them
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        for job in held:
+            # Fenced: a job that did finish meanwhile no longer carries this token; nothing changes.
+            if await queue.release_job(self.repository.engine, job):
+                self.released += 1
+                log.info("gave image %s back to the queue", job.image_id)
 
     async def _maintain_queue(self) -> None:
         # Recovering abandoned jobs is housekeeping, not per-claim work: at most once a second,
@@ -128,7 +198,8 @@ class Worker:
                 log.warning("heartbeat failed", exc_info=True)
                 continue
             for job in jobs:
-                if job.image_id not in held:
+                # A job that finished while the beat was in flight is not lost, just done.
+                if job.image_id not in held and self._held.get(job.image_id) is job:
                     log.warning("lost the lease on image %s; another worker has it", job.image_id)
 
     async def _run_job(self, job: ClaimedJob) -> None:
@@ -151,15 +222,16 @@ class Worker:
         context = await self.repository.job_context(job.image_id)
         self._emit(ProgressEvent(EventKind.STARTED, image_id=job.image_id, done=self.done))
 
-        async def record(attempt) -> None:  # type: ignore[no-untyped-def]
-            await self.repository.record_attempt(job.image_id, attempt, self.owner)
+        async def report(attempt: AttemptRecord) -> None:
             self._emit(ProgressEvent(EventKind.ATTEMPT, image_id=job.image_id, done=self.done,
                                      attempt=attempt))
 
         started = time.monotonic()
-        result = await self.chain.generate(self._request(context), on_attempt=record)
+        ledger = JobLedger(self.repository, job.image_id, self.owner, self.budget)
+        result = await self.chain.generate(self._request(context), on_attempt=report, ledger=ledger,
+                                           only=context.options.get("providers"))
         if not result.ok:
-            await self._fail(job, result.outcome.value, result.error or "no image")
+            await self._fail(job, result.code or result.outcome.value, result.error or "no image")
             return
         generated_ms = round((time.monotonic() - started) * 1000)
         try:
@@ -177,6 +249,9 @@ class Worker:
             await self._fail(job, "storage", str(error))
             return
         values = self._result_values(context, result, processed, generated_ms, processing_ms)
+        caption = await self._caption(context, processed, ledger, len(result.attempts) + 1)
+        if caption:
+            values["alt_text"] = caption
         variants = [
             {"format": file.format, "width": file.width, "height": file.height,
              "bytes": len(file.data), "storage_key": file.storage_key,
@@ -191,6 +266,32 @@ class Worker:
             log.warning("image %s finished after its lease was lost; the new holder's result stands",
                         job.image_id)
 
+    async def _caption(self, context: JobContext, processed: ProcessedImage, ledger: JobLedger,
+                       number: int) -> str | None:
+        """A vision model's alt text for the stored image, or None to keep the derived one."""
+        if self.captioner is None or context.prompt.alt_hint:
+            return None  # an author's own alt text beats any model's
+        small = [f for f in processed.variants if f.format in ("webp", "jpeg")] or [processed.master]
+        image = min(small, key=lambda f: (f.width < 480, f.width))  # the smallest that is still legible
+        post = context.post
+        request = CaptionContext(title=post.title, summary=post.summary or "", language=post.language or "en",
+                                 max_chars=self.alt_text_max_chars)
+        captioner = self.captioner
+        try:
+            handle = await ledger.open(captioner.provider, captioner.model, number, None)
+        except BudgetExceededError:
+            return None
+        started = time.monotonic()
+        try:
+            caption = await captioner.caption(image.data, image.content_type, request)
+            outcome, cost, error, text = Outcome.OK, caption.cost_usd, None, caption.text
+        except ProviderError as failure:
+            outcome, cost, error, text = failure.outcome, failure.cost_usd, str(failure), None
+        await ledger.close(handle, AttemptRecord(
+            attempt=number, provider=captioner.provider, model=captioner.model, outcome=outcome,
+            latency_ms=round((time.monotonic() - started) * 1000), cost_usd=cost, error=error))
+        return shorten(text, self.alt_text_max_chars) if text else None
+
     async def _fail(self, job: ClaimedJob, code: str, message: str) -> None:
         if await queue.fail_job(self.repository.engine, job, code, message):
             self._finish(job, EventKind.FAILED, f"{code}: {message}")
@@ -202,7 +303,8 @@ class Worker:
     def _request(self, context: JobContext) -> ImageRequest:
         prompt, post = context.prompt, context.post
         return ImageRequest(
-            prompt=prompt.prompt, size=Size.parse(prompt.size), quality=self.quality,
+            prompt=prompt.prompt, size=Size.parse(prompt.size),
+            quality=context.options.get("quality") or self.quality,
             kind=PromptKind(prompt.kind), title=post.title,
             subtitle=prompt.heading or prompt.alt_hint, tags=tuple(post.tags or ()),
         )

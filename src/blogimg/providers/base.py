@@ -26,6 +26,8 @@ class ProviderInfo:
     output_formats: tuple[str, ...] = ("png",)
     max_images_per_call: int = 1
     offline: bool = False  #: makes images without any network
+    requires: tuple[str, ...] = ()  #: importable modules it needs (its SDK), checked before use
+    extra: str | None = None  #: the pip extra that installs them: pip install 'blogimg[extra]'
 
     @property
     def needs_key(self) -> bool:
@@ -45,3 +47,13 @@ class ImageProvider(Protocol):
     async def aclose(self) -> None:
         """Release connections; called once when a run ends."""
         ...
+
+
+class CostEstimating(Protocol):
+    """Optional: providers that can price a request before making it (budgets need this).
+
+    A provider without ``estimate_cost`` has an unknown price, so with a budget set it is not
+    called at all.
+    """
+
+    def estimate_cost(self, request: ImageRequest) -> float | None: ...

@@ -54,6 +54,9 @@ class CardProvider:
         # Nothing to configure; the argument makes the class its own registry factory.
         del settings
 
+    def estimate_cost(self, request: ImageRequest) -> float:
+        return 0.0
+
     async def generate(self, request: ImageRequest) -> ProviderImage:
         data = await asyncio.to_thread(render_card, request)
         headline = request.title or request.prompt

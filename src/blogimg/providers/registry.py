@@ -9,6 +9,7 @@ packages register factories under the entry-point group ``blogimg.providers``.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
@@ -26,6 +27,8 @@ ProviderFactory = Callable[["Settings"], ImageProvider]
 # Built-ins by name → "module:attribute", imported only when used so a missing optional SDK
 # costs nothing until that provider is asked for.
 BUILT_INS: dict[str, str] = {
+    "openai": "blogimg.providers.openai:OpenAIProvider",
+    "google": "blogimg.providers.google:GoogleProvider",
     "card": "blogimg.providers.card:CardProvider",
 }
 
@@ -64,6 +67,10 @@ class ProviderRegistry:
     def info(self, name: str) -> ProviderInfo:
         return self.factory(name).info
 
+    def missing_modules(self, name: str) -> list[str]:
+        """Modules the provider needs that are not installed (its SDK, usually)."""
+        return [module for module in self.info(name).requires if not _importable(module)]
+
     def is_configured(self, name: str) -> bool:
         """True when the provider needs no key or one of its key variables is set."""
         info = self.info(name)
@@ -77,8 +84,8 @@ class ProviderRegistry:
                 info = self.info(name)
             except ConfigurationError:
                 continue  # a plug-in whose SDK is missing is simply not a default
-            if info.needs_key and self.is_configured(name):
-                keyed.append(name)
+            if info.needs_key and self.is_configured(name) and not self.missing_modules(name):
+                keyed.append(name)  # a key without its SDK installed is not a default: `providers` says why
         return [*keyed, "card"]
 
     def build(self, names: Iterable[str], settings: Settings) -> list[ImageProvider]:
@@ -86,6 +93,11 @@ class ProviderRegistry:
         providers: list[ImageProvider] = []
         for name in names:
             factory = self.factory(name)
+            missing = self.missing_modules(name)
+            if missing:
+                extra = factory.info.extra or name
+                raise ConfigurationError(
+                    f"provider {name!r} needs {', '.join(missing)}: pip install 'blogimg[{extra}]'")
             if not self.is_configured(name):
                 variables = " or ".join(factory.info.key_env_vars)
                 raise ConfigurationError(
@@ -95,6 +107,13 @@ class ProviderRegistry:
         if not providers:
             raise ConfigurationError("no providers selected; name at least one, e.g. --providers card")
         return providers
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing ("google" for "google.genai")
+        return False
 
 
 def _load(name: str, target: str) -> Any:

@@ -24,6 +24,7 @@ class StoredObject:
     key: str
     size: int
     url: str
+    modified: float | None = None  #: seconds since the epoch, where the backend knows it
 
 
 @runtime_checkable
@@ -67,4 +68,5 @@ def validate_key(key: str) -> str:
 
 
 def join_url(base: str, key: str) -> str:
-    return base.rstrip("/") + "/" + key
+    """``base`` + ``key`` with exactly one slash between (``memory://`` + key keeps its two)."""
+    return (base if base.endswith("/") else base + "/") + key

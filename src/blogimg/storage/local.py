@@ -68,18 +68,19 @@ class LocalStorage:
 
     async def list(self, prefix: str = "") -> AsyncIterator[StoredObject]:
         objects = await asyncio.to_thread(self._scan)
-        for key, size in objects:
+        for key, size, modified in objects:
             if key.startswith(prefix):
-                yield StoredObject(key=key, size=size, url=self.url(key))
+                yield StoredObject(key=key, size=size, url=self.url(key), modified=modified)
 
-    def _scan(self) -> list[tuple[str, int]]:
+    def _scan(self) -> list[tuple[str, int, float]]:
         found = []
         for directory, _, files in os.walk(self.root):
             for name in files:
                 if name.startswith(TEMPORARY_PREFIX):
                     continue
                 path = Path(directory, name)
-                found.append((path.relative_to(self.root).as_posix(), path.stat().st_size))
+                stat = path.stat()
+                found.append((path.relative_to(self.root).as_posix(), stat.st_size, stat.st_mtime))
         return sorted(found)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 from blogimg.errors import StorageError
@@ -15,12 +16,14 @@ class MemoryStorage:
         self.public_base_url = public_base_url
         self.files: dict[str, bytes] = {}
         self.content_types: dict[str, str] = {}
+        self.modified: dict[str, float] = {}
         self.puts = 0
 
     async def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
         validate_key(key)
         self.files[key] = bytes(data)
         self.content_types[key] = content_type
+        self.modified[key] = time.time()
         self.puts += 1
         return StoredObject(key=key, size=len(data), url=self.url(key))
 
@@ -36,6 +39,7 @@ class MemoryStorage:
     async def delete(self, key: str) -> None:
         self.files.pop(validate_key(key), None)
         self.content_types.pop(key, None)
+        self.modified.pop(key, None)
 
     def url(self, key: str) -> str:
         return join_url(self.public_base_url, validate_key(key))
@@ -43,4 +47,5 @@ class MemoryStorage:
     async def list(self, prefix: str = "") -> AsyncIterator[StoredObject]:
         for key in sorted(self.files):
             if key.startswith(prefix):
-                yield StoredObject(key=key, size=len(self.files[key]), url=self.url(key))
+                yield StoredObject(key=key, size=len(self.files[key]), url=self.url(key),
+                                   modified=self.modified.get(key))

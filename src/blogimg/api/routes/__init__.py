@@ -1,0 +1,1 @@
+"""Thin route handlers: validate, call the catalogue, shape the answer."""

@@ -1,0 +1,182 @@
+"""Request and response bodies of the REST API; the OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Kind = Literal["cover", "inline", "section"]
+Quality = Literal["low", "medium", "high", "auto"]
+SizeText = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{1,3}x[1-9][0-9]{1,3}$")]
+ProviderName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+#: Text without NUL characters: PostgreSQL cannot store them, so they are refused at the door.
+NO_NUL = r"^[^\x00]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable: validation, not_found, unauthorized, too_large, conflict, …")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class PromptIn(Strict):
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=4000, pattern=NO_NUL)]
+    kind: Kind = "inline"
+    size: SizeText | None = None
+
+
+class GenerateOptions(Strict):
+    providers: Annotated[list[ProviderName], Field(min_length=1, max_length=10)] | None = None
+    quality: Quality | None = None
+    size: SizeText | None = Field(None, description="Size for prompts that do not give their own.")
+    variations: int = Field(1, ge=1, le=4, description="Images per prompt.")
+
+
+class GenerateRequest(Strict):
+    # At least one of blog_post_id and prompts: said in the schema, not only in the handler.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "anyOf": [{"required": ["blog_post_id"]}, {"required": ["prompts"]}]})
+
+    blog_post_id: int = Field(None, ge=1, le=2**31 - 1, description="Queue this post's own prompts")  # type: ignore[assignment]
+    prompts: list[PromptIn] = Field(None, min_length=1, max_length=50)  # type: ignore[assignment]
+    options: GenerateOptions | None = None
+
+
+class GenerateResponse(BaseModel):
+    batch_id: int
+    image_ids: list[int]
+
+
+class VariantOut(BaseModel):
+    format: str
+    width: int
+    height: int
+    url: str
+    bytes: int
+
+
+class FocalPoint(Strict):
+    x: float = Field(ge=0, le=1)
+    y: float = Field(ge=0, le=1)
+
+
+class ImageOut(BaseModel):
+    id: int
+    status: Literal["queued", "running", "succeeded", "failed"]
+    prompt_id: int
+    post_id: int
+    batch_id: int | None
+    prompt: str
+    url: str | None
+    thumbnail_url: str | None
+    variants: list[VariantOut]
+    alt_text: str | None
+    provider: str | None
+    model: str | None
+    cost_usd: float | None = Field(description="null when the price is unknown")
+    latency_ms: int | None
+    width: int | None
+    height: int | None
+    format: str | None
+    bytes_original: int | None
+    bytes_stored: int | None
+    lqip: str | None
+    dominant_color: str | None
+    revised_prompt: str | None
+    focal_point: FocalPoint | None
+    rating: int | None
+    tags: list[str]
+    error_code: str | None
+    error_message: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ImageList(BaseModel):
+    items: list[ImageOut]
+    next_cursor: str | None
+
+
+class ImageUpdate(Strict):
+    alt_text: Annotated[str, StringConstraints(max_length=1000, pattern=NO_NUL)] | None = None
+    rating: int | None = Field(None, ge=1, le=5)
+    focal_point: FocalPoint | None = None
+    tags: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=NO_NUL)]],
+                    Field(max_length=30)] | None = None
+
+
+class StatsRow(BaseModel):
+    provider: str | None
+    model: str | None
+    status: str
+    day: str
+    count: int
+    success_rate: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    cost_usd: float
+    unknown_cost_images: int
+    bytes_stored: int
+
+
+class StatsOut(BaseModel):
+    items: list[StatsRow]
+
+
+class CleanupOut(BaseModel):
+    applied: bool
+    grace_seconds: float
+    files_without_rows: list[str]
+    rows_missing_files: list[int]
+    deleted: list[str]
+
+
+class PostIn(Strict):
+    markdown: Annotated[str, StringConstraints(min_length=1, max_length=500_000, pattern=NO_NUL)]
+    slug: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,199}$")] | None = None
+    enqueue: bool = False
+
+
+class PromptOut(BaseModel):
+    id: int
+    kind: str
+    position: int
+    prompt: str
+    size: str
+
+
+class PostOut(BaseModel):
+    id: int
+    slug: str
+    title: str
+    prompts: list[PromptOut]
+    batch_id: int | None = None
+
+
+class BatchCounts(BaseModel):
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+
+
+class BatchOut(BaseModel):
+    id: int
+    done: bool
+    counts: BatchCounts
+    cost_usd: float
+    image_ids: list[int]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    database: Literal["ok"]

@@ -1,0 +1,166 @@
+"""``openai``: the Images API through the official ``openai`` SDK.
+
+The SDK reads its own variables — ``OPENAI_API_KEY``, ``OPENAI_BASE_URL`` (which also points it
+at OpenAI-compatible image servers) — and blogimg never overrides them. The SDK's own retries
+are off: the chain retries, so every call is one ledger row and one Retry-After decision.
+GPT image models answer in base64; compatible servers may answer with a URL, which is fetched
+at once under the download policy (public addresses only, capped, timed).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from blogimg.domain import ImageRequest, Outcome, ProviderImage
+from blogimg.errors import ConfigurationError, ProviderError
+from blogimg.providers.base import ProviderInfo
+from blogimg.providers.http_errors import outcome_for_status, retry_after_seconds
+from blogimg.providers.pricing import PriceTable, TokenUsage, default_prices
+
+if TYPE_CHECKING:
+    from blogimg.config import Settings
+
+NAME = "openai"
+STANDARD_SIZES = ("1024x1024", "1536x1024", "1024x1536")
+# Error codes of the Images API that mean the safety system said no, and those that mean money.
+_REFUSAL_CODES = frozenset({"content_policy_violation", "moderation_blocked", "image_content_policy_violation"})
+_QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"})
+
+INFO = ProviderInfo(
+    name=NAME,
+    description="OpenAI GPT image models (Images API, official SDK).",
+    models=("gpt-image-1.5", "gpt-image-1-mini", "gpt-image-2", "gpt-image-2.5-flare", "gpt-image-2.5-sunburst"),
+    key_env_vars=("OPENAI_API_KEY",),
+    sizes=STANDARD_SIZES,
+    output_formats=("png",),
+    requires=("openai", "httpx2"),
+    extra="openai",
+)
+
+
+def standard_size(width: int, height: int) -> str:
+    """The standard size closest in shape to the request; imaging crops and scales from there."""
+    ratio = width / height
+    if ratio > 1.2:
+        return "1536x1024"
+    if ratio < 1 / 1.2:
+        return "1024x1536"
+    return "1024x1024"
+
+
+class OpenAIProvider:
+    """One SDK client per run, shared by every job."""
+
+    info = INFO
+
+    def __init__(self, settings: Settings, *, prices: PriceTable | None = None) -> None:
+        try:
+            import openai
+
+            from blogimg.providers.download import DownloadPolicy, ImageDownloader
+        except ImportError:
+            raise ConfigurationError("provider 'openai' needs its SDK: pip install 'blogimg[openai]'") from None
+        self._openai = openai
+        self.model = settings.openai_model
+        self.quality = settings.quality
+        self.info = replace(INFO, models=(self.model, *(m for m in INFO.models if m != self.model)))
+        self.prices = prices or default_prices()
+        # api_key and base_url are left to the SDK, which reads OPENAI_API_KEY / OPENAI_BASE_URL.
+        self._client = openai.AsyncOpenAI(max_retries=0, timeout=settings.provider_timeout)
+        self._downloader = ImageDownloader(DownloadPolicy(
+            max_bytes=settings.download_max_bytes, timeout=settings.download_timeout,
+            allow_loopback=settings.download_allow_loopback))
+
+    def estimate_cost(self, request: ImageRequest) -> float | None:
+        size = standard_size(request.size.width, request.size.height)
+        if request.quality == "auto":  # the model picks: budget for the dearest it could pick
+            known = [p.usd for p in self.prices.image_prices(NAME, self.model) if p.size in (size, "*")]
+            return max(known) if known else None
+        return self.prices.image_price(NAME, self.model, size, request.quality)
+
+    async def generate(self, request: ImageRequest) -> ProviderImage:
+        size = standard_size(request.size.width, request.size.height)
+        try:
+            response = await self._client.images.generate(
+                model=self.model, prompt=request.prompt, size=size, quality=request.quality, n=1)
+        except self._openai.OpenAIError as error:
+            raise self._classify(error) from None
+        except ValueError as error:  # a 200 whose body is not the JSON the SDK expects
+            raise ProviderError(Outcome.TRANSIENT, f"malformed response: {error}", http_status=200) from None
+        cost = self._cost(getattr(response, "usage", None), size, request.quality)
+        items = getattr(response, "data", None) or []
+        if not items:
+            raise ProviderError(Outcome.EMPTY, "the response held no image", http_status=200, cost_usd=cost)
+        item = items[0]
+        data = await self._image_bytes(item, cost)
+        return ProviderImage(data=data, model=self.model, cost_usd=cost,
+                             revised_prompt=getattr(item, "revised_prompt", None))
+
+    async def _image_bytes(self, item: Any, cost: float | None) -> bytes:
+        if item.b64_json:
+            try:
+                return base64.b64decode(item.b64_json, validate=True)
+            except (binascii.Error, ValueError):
+                raise ProviderError(Outcome.EMPTY, "b64_json is not valid base64", http_status=200,
+                                    cost_usd=cost) from None
+        if item.url:
+            try:
+                return await self._downloader.fetch(item.url)
+            except ProviderError as failure:
+                failure.cost_usd = cost  # the image was made and billed even if we cannot fetch it
+                raise
+        raise ProviderError(Outcome.EMPTY, "the response held neither b64_json nor url", http_status=200,
+                            cost_usd=cost)
+
+    def _cost(self, usage: Any, size: str, quality: str) -> float | None:
+        if usage is not None:
+            input_details = getattr(usage, "input_tokens_details", None)
+            output_details = getattr(usage, "output_tokens_details", None)
+            tokens = TokenUsage(
+                input_text=getattr(input_details, "text_tokens", None) or (0 if input_details else usage.input_tokens),
+                input_image=getattr(input_details, "image_tokens", 0) or 0,
+                output_image=getattr(output_details, "image_tokens", None) or (0 if output_details else usage.output_tokens),
+                output_text=getattr(output_details, "text_tokens", 0) or 0,
+            )
+            cost = self.prices.token_cost(NAME, self.model, tokens)
+            if cost is not None:
+                return cost
+        return self.prices.image_price(NAME, self.model, size, quality)
+
+    def _classify(self, error: Exception) -> ProviderError:
+        openai = self._openai
+        if isinstance(error, openai.APITimeoutError):
+            return ProviderError(Outcome.TRANSIENT, "the request timed out")
+        if isinstance(error, openai.APIConnectionError):
+            return ProviderError(Outcome.TRANSIENT, f"connection failed: {error.__cause__ or error}")
+        if isinstance(error, openai.APIStatusError):
+            status, code = error.status_code, (error.code or "")
+            message = _message_of(error)
+            if code in _REFUSAL_CODES or "safety system" in message.lower():
+                outcome = Outcome.REFUSED
+            elif code in _QUOTA_CODES:
+                outcome = Outcome.QUOTA
+            else:
+                outcome = outcome_for_status(status)
+            retry_after = retry_after_seconds(dict(error.response.headers)) if outcome is Outcome.TRANSIENT else None
+            label = f"HTTP {status}" + (f" {code}" if code else "")
+            return ProviderError(outcome, f"{label}: {message}", http_status=status, retry_after=retry_after)
+        if isinstance(error, openai.APIResponseValidationError):
+            return ProviderError(Outcome.TRANSIENT, f"malformed response: {error}", http_status=200)
+        return ProviderError(Outcome.INVALID, f"{type(error).__name__}: {error}")
+
+    async def aclose(self) -> None:
+        await self._client.close()
+        await self._downloader.aclose()
+
+
+def _message_of(error: Any) -> str:
+    body = error.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])[:500]
+    return str(getattr(error, "message", error))[:500]
