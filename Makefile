@@ -40,7 +40,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.report
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 
 clean:
 	rm -rf $(VENV) blogimg-data .pytest_cache

@@ -58,6 +58,41 @@ async def wait_until(repository, count: int, workers: list[subprocess.Popen], ti
     raise AssertionError(f"fewer than {count} images succeeded within {timeout} s")
 
 
+async def held_leases(repository, worker: subprocess.Popen) -> dict[int, str]:
+    async with repository.sessions() as session:
+        return dict((await session.execute(
+            select(GeneratedImage.id, GeneratedImage.lease_token).where(
+                GeneratedImage.status == "running", GeneratedImage.lease_owner.like(f"%:{worker.pid}")))).all())
+
+
+async def stop_until_taken_over(repository, worker: subprocess.Popen, tries: int = 5) -> None:
+    """SIGSTOP the worker while it holds jobs, until another worker has taken at least one of them.
+
+    A fixed sleep is not enough: the worker may be stopped holding no job, or (on SQLite) inside
+    a write transaction that keeps everyone else from claiming until it wakes. Then it is woken
+    and stopped again a moment later.
+    """
+    for _ in range(tries):
+        deadline = time.monotonic() + 10
+        while not await held_leases(repository, worker) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        worker.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(0.2)  # a commit sent just before the stop becomes visible first
+        held = await held_leases(repository, worker)
+        deadline = time.monotonic() + LEASE_SECONDS * 4
+        while held and time.monotonic() < deadline:
+            async with repository.sessions() as session:
+                tokens = dict((await session.execute(
+                    select(GeneratedImage.id, GeneratedImage.lease_token)
+                    .where(GeneratedImage.id.in_(held)))).all())
+            if any(tokens[image_id] != token for image_id, token in held.items()):
+                return  # another worker holds (or has finished) a job the stopped one still thinks is its own
+            await asyncio.sleep(0.1)
+        worker.send_signal(signal.SIGCONT)
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"no worker took over the stopped worker's jobs in {tries} tries")
+
+
 @pytest.mark.parametrize(("database_url", "processes", "posts"),
                          [("postgresql", 4, 100), ("sqlite", 2, 100)], indirect=["database_url"])
 async def test_workers_drain_the_queue_exactly_once_through_kill_and_stop(
@@ -73,8 +108,7 @@ async def test_workers_drain_the_queue_exactly_once_through_kill_and_stop(
         # Stop one first, so the others (with two processes: the one about to be killed) take
         # over its expired leases; then kill one, whose jobs the survivors recover.
         await wait_until(repository, total // 10, workers)
-        stopped.send_signal(signal.SIGSTOP)
-        await asyncio.sleep(LEASE_SECONDS * 2.5)  # its leases expire; the others take its jobs
+        await stop_until_taken_over(repository, stopped)
         stopped.send_signal(signal.SIGCONT)  # it wakes holding stale leases: fencing must refuse it
         await wait_until(repository, total // 2, workers)
         killed.send_signal(signal.SIGKILL)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -23,8 +24,6 @@ from tests.integration.test_pipeline import write_posts
 TRANSIENT = {"rate_limited", "server_error", "overloaded"}
 
 
-
-
 async def ledger(repository, *columns, where=()) -> list:
     async with repository.sessions() as session:
         return list((await session.execute(select(*columns).where(*where))).all())
@@ -35,14 +34,25 @@ async def test_fifty_with_transient_errors_and_one_refusal(
         tmp_path: Path, provider_settings: Settings, repository, fake_openai: FakeOpenAI,
         fake_gemini: FakeGemini) -> None:
     kinds = sorted(TRANSIENT)
+    served = Counter()
+    lock = threading.Lock()
 
     def openai_script(prompt: str, number: int) -> str:
-        if "picture 0 of post 7" in prompt:
-            return "refused"
-        if "picture 0 of post 3" in prompt:
-            return "overloaded"  # this image exhausts its retries on openai and falls back to google
-        # Every fifth request fails transiently: with the above, ~20% of what the server sees.
-        return kinds[number // 5 % 3] if number % 5 == 0 else "ok"
+        # Requests arrive in whatever order the concurrent images make them, so the transient
+        # share is kept by count, not by request number: whenever fewer than one in five answers
+        # so far were transient, this one is. Over the batch that is 20-25% of what the server sees.
+        with lock:
+            served["all"] += 1
+            if "picture 0 of post 3" in prompt:
+                behaviour = "overloaded"  # this image exhausts its retries on openai and falls back to google
+            elif served["transient"] * 5 < served["all"]:
+                behaviour = kinds[served["transient"] % 3]
+            elif "picture 0 of post 7" in prompt:
+                behaviour = "refused"
+            else:
+                behaviour = "ok"
+            served["transient"] += behaviour in TRANSIENT
+            return behaviour
 
     fake_openai.script = openai_script
     fake_gemini.script = lambda prompt, number: "overloaded" if number % 5 == 0 else "ok"
@@ -58,10 +68,10 @@ async def test_fifty_with_transient_errors_and_one_refusal(
     assert by_provider["openai"] == fake_openai.generations
     assert by_provider["google"] == fake_gemini.generations
     assert sum(by_provider.values()) == summary.provider_calls
-    served = Counter("transient" if b in TRANSIENT else b for b in fake_openai.behaviours)
+    answered = Counter("transient" if b in TRANSIENT else b for b in fake_openai.behaviours)
     recorded = Counter(outcome for provider, outcome in rows if provider == "openai")
-    assert recorded == {"ok" if k == "ok" else k: v for k, v in served.items()}
-    assert 0.2 <= served["transient"] / fake_openai.generations <= 0.3  # the failures really happened
+    assert recorded == answered
+    assert 0.2 <= answered["transient"] / fake_openai.generations <= 0.3  # the failures really happened
     assert fake_gemini.generations >= 1 and Counter(fake_gemini.behaviours)["ok"] >= 1
     # The batch's cost is the ledger's sum, and every image's cost is its own calls' sum.
     costs = [cost for (cost,) in await ledger(repository, GenerationAttempt.cost_usd)]
