@@ -34,9 +34,12 @@ test: $(DEV_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## bench: run every benchmark at full size and write bench/results/*.json and BENCHMARKS.md
+## (the imaging benchmark installs sharp with `npm ci` in bench/sharp on first use: Node.js 20+)
 bench: $(DEV_STAMP)
+	$(BIN)/python -m bench.imaging
 	$(BIN)/python -m bench.orchestration
 	$(BIN)/python -m bench.database
+	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.report
 
 lint: $(DEV_STAMP)

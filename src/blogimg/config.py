@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     avif_quality: int = Field(50, ge=1, le=100)
     avif_effort: int = Field(4, ge=0, le=9, description="AVIF encoder effort; higher is slower.")
     thumbnail_size: int = Field(300, ge=16, le=2048)
+    imaging_threads: int = Field(
+        0, ge=0, le=64,
+        description="Files of one image encoded at once; 0 means one per core, at most 4.")
 
     @field_validator("cover_size", "inline_size")
     @classmethod

@@ -4,10 +4,13 @@ report, never how fast anything is."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
+import pytest
 from bench.common import RESULTS, render_report
 
-from bench import database, orchestration
+from bench import api, database, imaging, orchestration
 from tests.postgres import server_url
 
 
@@ -33,6 +36,32 @@ def test_database_benchmark_runs() -> None:
     engines = {c["what"].split(",")[0] for c in data["comparisons"]}
     assert "SQLite" in engines and "PostgreSQL" in engines  # CI provides PostgreSQL; never skipped there
     assert all(c["ours"]["runs"] >= 3 for c in data["comparisons"])
+
+
+def test_imaging_benchmark_runs() -> None:
+    if not (shutil.which("node") and shutil.which("npm")):
+        message = "Node.js and npm are needed for the sharp side of the imaging benchmark"
+        if os.environ.get("BLOGIMG_TEST_REQUIRE_NODE"):
+            pytest.fail(message)
+        pytest.skip(message)
+    imaging.main(["--tiny"])
+    data = result("imaging")
+    by_name = {c["what"]: c for c in data["comparisons"]}
+    # Identical settings must mean identical files: the same libvips, the same encoder parameters.
+    for image_format in ("jpeg", "webp", "avif"):
+        same = by_name[f"a. {image_format} bytes, identical settings"]
+        assert same["ratio"] == 1.0 and same["note"] == "byte-identical totals", same
+    assert all(0 < score <= 100 for side in data["details"]["quality"].values() for score in side.values())
+    assert set(data["details"]["quality"]) == {"blogimg", "sharp", "pillow"}
+    assert all(c["ours"]["median"] > 0 and c["baseline"]["median"] > 0 for c in data["comparisons"])
+
+
+def test_api_benchmark_runs() -> None:
+    api.main(["--tiny"])
+    data = result("api")
+    runs = data["details"]["runs"]
+    assert all(run["requests"] > 0 and run["errors"] == 0 for side in runs.values() for run in side)
+    assert data["comparisons"][0]["target"] == "≥ 0.7" and data["comparisons"][0]["ratio"] > 0
 
 
 def test_report_renders_from_results() -> None:

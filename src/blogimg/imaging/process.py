@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from typing import TYPE_CHECKING
 
 import pyvips
@@ -49,10 +51,12 @@ class ImagingOptions:
     avif_quality: int = 50
     avif_effort: int = 4
     thumbnail_size: int = 300
+    threads: int = 0  #: files of one image encoded at once; 0: one per core, at most 4
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ImagingOptions:
         return cls(
+            threads=settings.imaging_threads,
             max_pixels=settings.max_pixels,
             variant_widths=tuple(sorted(set(settings.variant_widths))),
             variant_formats=tuple(dict.fromkeys(settings.variant_formats)),
@@ -161,23 +165,31 @@ def process_image(data: bytes, options: ImagingOptions = ImagingOptions()) -> Pr
     if image.hasalpha() and image[image.bands - 1].min() >= 255:
         image = image.flatten()  # an alpha band that is fully opaque only costs bytes
     has_alpha = image.hasalpha()
+    # Each file is one libvips pipeline over the decoded pixels, and the encoders (libjpeg, libwebp,
+    # libaom) are mostly single-threaded: encoding the files side by side uses every core for one
+    # image, where one after another leaves the others idle. libvips releases the GIL throughout.
+    # The widest variants go first: they take longest, and starting them last would leave one
+    # thread finishing alone.
+    variant_work = [
+        (lambda resized=resized, image_format=image_format: _encode(resized, image_format, options, role="variant"))
+        for resized in reversed(list(_widths(image, options.variant_widths)))
+        for image_format in options.variant_formats
+    ]
+    work = [
+        *variant_work,
+        lambda: _encode(image, "png" if has_alpha else "jpeg", options, role="master"),
+        lambda: _encode(image.thumbnail_image(options.thumbnail_size, height=options.thumbnail_size,
+                                              crop="attention", size="both"), "webp", options, role="thumbnail"),
+        lambda: _lqip(image),
+        lambda: dominant_color(image),
+    ]
     try:
-        master = _encode(image, "png" if has_alpha else "jpeg", options, role="master")
-        variants = tuple(
-            _encode(resized, image_format, options, role="variant")
-            for resized in _widths(image, options.variant_widths)
-            for image_format in options.variant_formats
-        )
-        thumbnail = _encode(
-            image.thumbnail_image(options.thumbnail_size, height=options.thumbnail_size,
-                                  crop="attention", size="both"),
-            "webp", options, role="thumbnail",
-        )
-        lqip = _lqip(image)
-        colour = dominant_color(image)
+        results = _run_all(work, options.threads)
     except pyvips.Error as error:
         raise ImageRejectedError(f"image could not be encoded: {_first_line(error)}") from None
-    return ProcessedImage(master=master, variants=variants, thumbnail=thumbnail, lqip=lqip,
+    *variants, master, thumbnail, lqip, colour = results
+    variants.sort(key=lambda file: (file.width, options.variant_formats.index(file.format)))
+    return ProcessedImage(master=master, variants=tuple(variants), thumbnail=thumbnail, lqip=lqip,
                           dominant_color=colour, source_format=source_format, bytes_in=len(data))
 
 
@@ -218,6 +230,23 @@ def _encode(image: pyvips.Image, image_format: str, options: ImagingOptions, *, 
         raise ValueError(f"unknown output format {image_format!r}")
     return EncodedFile(role=role, format=image_format, width=image.width, height=image.height,
                        data=data)
+
+
+def _run_all(work: list[Callable[[], object]], threads: int) -> list:
+    """Results of ``work`` in order; the first error is raised after every task has ended."""
+    pool = _pool(threads or min(4, os.cpu_count() or 1))
+    if pool is None:
+        return [task() for task in work]
+    futures = [pool.submit(task) for task in work]
+    wait(futures)  # never leave a task running on pixels the caller is about to drop
+    return [future.result() for future in futures]
+
+
+@cache
+def _pool(threads: int) -> ThreadPoolExecutor | None:
+    # One pool per size for the whole process, shared by concurrent jobs: the number of encoder
+    # threads stays bounded however many images the worker has in flight.
+    return None if threads <= 1 else ThreadPoolExecutor(threads, thread_name_prefix="blogimg-encode")
 
 
 def _widths(image: pyvips.Image, widths: tuple[int, ...]):
