@@ -106,11 +106,18 @@ def write_result(name: str, title: str, comparisons: list[Comparison], details: 
 
 def render_report() -> str:
     """BENCHMARKS.md from every full result in bench/results/."""
-    results = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))]
+    results = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"), key=_order)]
     lines = ["# Benchmarks", "",
              "Made by `make bench` from the JSON in `bench/results/`; do not edit by hand.",
              "Every line compares blogimg with a baseline run side by side in the same process or job;",
              "values are medians of the runs shown, with min–max. Ratios, not absolute times, are the result.", ""]
+    targeted = [(result["title"], c) for result in results for c in result["comparisons"] if c["target"]]
+    if targeted:
+        met = sum(1 for _, c in targeted if c["met"])
+        lines += [f"Targets met: {met} of {len(targeted)}. Missed:", ""]
+        lines += [f"- {title}: {c['what']} — {_number(c['ratio'])} ({c['ratio_meaning']}), target {c['target']}"
+                  for title, c in targeted if c["met"] is False] or ["- none"]
+        lines.append("")
     for result in results:
         info = result["machine"]
         lines += [f"## {result['title']}", "",
@@ -120,7 +127,7 @@ def render_report() -> str:
         for c in result["comparisons"]:
             met = {True: "yes", False: "**no**", None: "—"}[c["met"]]
             lines.append(f"| {c['what']} | {_cell(c['ours'])} | {_cell(c['baseline'])} | "
-                         f"{c['ratio']:.3g} ({c['ratio_meaning']}) | {c['target'] or '—'} | {met} |")
+                         f"{_number(c['ratio'])} ({c['ratio_meaning']}) | {c['target'] or '—'} | {met} |")
         notes = [c for c in result["comparisons"] if c.get("note")]
         if notes:
             lines.append("")
@@ -130,6 +137,12 @@ def render_report() -> str:
             lines += [f"- {note}" for note in result["details"]["notes"]]
         lines.append("")
     return "\n".join(lines)
+
+
+def _order(path: Path) -> tuple[int, str]:
+    # The issue's order: imaging, orchestration, database, API; anything new after them.
+    known = ["imaging", "orchestration", "database", "api"]
+    return (known.index(path.stem) if path.stem in known else len(known), path.stem)
 
 
 def _cell(summary: dict) -> str:

@@ -13,7 +13,6 @@ import path from "node:path";
 import sharp from "sharp";
 
 sharp.concurrency(2); // libvips threads per pipeline: the same two blogimg gets
-sharp.cache(false); // blogimg keeps no operation cache across images either
 
 const argv = process.argv.slice(2);
 const option = (name, fallback) => {
