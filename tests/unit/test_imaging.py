@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import time
 
 import pytest
@@ -58,6 +59,19 @@ def test_output_formats_and_sizes() -> None:
     # The optimised master looks like its source and is much smaller than a lossless copy.
     assert mean_difference(decode(result.master.data), source) < 3.0
     assert len(result.master.data) < len(source.pngsave_buffer()) / 2
+
+
+def test_encoding_side_by_side_gives_the_same_files_in_the_same_order() -> None:
+    # The encoder pool only changes when each file is made, never what is made or in which order
+    # the variants are listed (narrowest first, formats as configured).
+    data = photo_like(900, 600).pngsave_buffer()
+    alone = process_image(data, dataclasses.replace(FAST, threads=1))
+    pooled = process_image(data, dataclasses.replace(FAST, threads=3))
+    assert [(f.role, f.format, f.width, f.sha256) for f in pooled.files] == \
+        [(f.role, f.format, f.width, f.sha256) for f in alone.files]
+    assert [(f.width, f.format) for f in pooled.variants] == \
+        [(w, fmt) for w in (200, 400, 800, 900) for fmt in FAST.variant_formats]
+    assert (pooled.lqip, pooled.dominant_color) == (alone.lqip, alone.dominant_color)
 
 
 def test_widths_never_exceed_the_original() -> None:
