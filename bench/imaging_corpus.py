@@ -53,12 +53,13 @@ def build(tiny: bool = False) -> list[Path]:
     return [folder / name for name in names]
 
 
-def subset(files: list[Path], every: int, name: str) -> Path:
-    """A folder holding every ``every``-th file of the corpus (links, not copies) and the warm-up."""
+def subset(files: list[Path], every: int, name: str, count: int | None = None) -> Path:
+    """A folder holding every ``every``-th file of the corpus, at most ``count`` of them (links, not
+    copies), and the warm-up image."""
     folder = files[0].parent / name
     shutil.rmtree(folder, ignore_errors=True)  # links from another choice must not linger
     folder.mkdir()
-    chosen = files[::every]
+    chosen = files[::every][:count]
     for path in [*chosen, files[0].parent / "warmup.png"]:
         (folder / path.name).symlink_to(path)
     (folder / "manifest.json").write_text(json.dumps([path.name for path in chosen], indent=1) + "\n")

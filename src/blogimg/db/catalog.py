@@ -27,6 +27,7 @@ from blogimg.db.tables import (
     ImageVariant,
     utcnow,
 )
+from blogimg.db.text_search import TextIndex
 from blogimg.domain import Status
 from blogimg.errors import InputError
 
@@ -72,6 +73,7 @@ def _percentile(values: Sequence[int], fraction: float) -> float | None:
 class Catalog:
     def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker) -> None:
         self.engine, self.sessions = engine, sessions
+        self.text_index = TextIndex(engine)
 
     async def _with_variants(self, session, images: Sequence[GeneratedImage]) -> list[ImageWithVariants]:  # type: ignore[no-untyped-def]
         if not images:
@@ -157,11 +159,6 @@ class Catalog:
                      limit: int) -> Page:
         """Newest first, by keyset (created_at, id): page 500,000 costs what page 1 does."""
         query = select(GeneratedImage)
-        if text:
-            pattern = "%" + _escape_like(text) + "%"
-            matching_prompts = select(ImagePromptRow.id).where(ImagePromptRow.prompt.ilike(pattern, escape="\\"))
-            query = query.where(or_(GeneratedImage.prompt_id.in_(matching_prompts),
-                                    GeneratedImage.alt_text.ilike(pattern, escape="\\")))
         for column, value in ((GeneratedImage.provider, provider), (GeneratedImage.status, status),
                               (GeneratedImage.post_id, post_id)):
             if value is not None:
@@ -178,12 +175,23 @@ class Catalog:
             query = query.where(tuple_(GeneratedImage.created_at, GeneratedImage.id) < tuple_(stamp, last_id))
         query = query.order_by(GeneratedImage.created_at.desc(), GeneratedImage.id.desc()).limit(limit + 1)
         async with self.sessions() as session:
+            if text:
+                query = query.where(await self._text_filter(session, text))
             images = list(await session.scalars(query))
             more = len(images) > limit
             images = images[:limit]
             items = await self._with_variants(session, images)
         last = images[-1] if more and images else None
         return Page(items, encode_cursor(last.created_at, last.id) if last else None)
+
+    async def _text_filter(self, session, phrase: str):  # type: ignore[no-untyped-def]
+        """Prompt or alt text contains ``phrase``: by id from the trigram index, or by scanning."""
+        pattern = "%" + _escape_like(phrase) + "%"
+        indexed = await self.text_index.condition(session, phrase, pattern)
+        if indexed is not None:
+            return indexed
+        matching_prompts = select(ImagePromptRow.id).where(ImagePromptRow.prompt.ilike(pattern, escape="\\"))
+        return or_(GeneratedImage.prompt_id.in_(matching_prompts), GeneratedImage.alt_text.ilike(pattern, escape="\\"))
 
     async def stats(self) -> list[dict]:
         """Per provider, model, status and day: counts, success rate, p50/p95 latency, cost, bytes."""
