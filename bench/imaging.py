@@ -47,6 +47,7 @@ class Pass:
     bytes: dict[str, int]
     by_format: dict[str, float]
     rss_mb: float
+    digests: dict[str, str]
 
 
 def node() -> str:
@@ -78,7 +79,7 @@ def run_pass(side: str, mode: str, corpus: Path, *, effort: int, keep: Path | No
             raise SystemExit(f"bench.imaging: {side} {mode} failed:\n{errors.read().decode(errors='replace')[-2000:]}")
     result = json.loads(output)
     return Pass(result["seconds"], result["images"], result["bytes"], result.get("by_format", {}),
-                usage.ru_maxrss / 1024)
+                usage.ru_maxrss / 1024, result.get("digests", {}))
 
 
 def interleaved(mode: str, corpus: Path, runs: int, *, effort: int, keep: Path | None = None,
@@ -123,7 +124,8 @@ def sizes(passes: dict[str, list[Pass]], what: str, baseline: str, image_format:
             if baseline == "sharp":
                 target, met = "≤ 0.8 at equal or better quality", ratio <= 0.8 and mine >= other - SAME_QUALITY
     elif baseline == "sharp":
-        note = "byte-identical totals" if ours == theirs else "totals differ: the settings are not identical"
+        same = passes["blogimg"][0].digests.get(image_format) == passes[baseline][0].digests.get(image_format)
+        note = "byte-identical files" if same else "the files differ: the settings are not identical"
     return Comparison(what, ours={"median": ours / 1024, "unit": "KiB"}, baseline={"median": theirs / 1024, "unit": "KiB"},
                       ratio=ratio, ratio_meaning=f"blogimg bytes ÷ {baseline}'s", target=target, met=met, note=note)
 

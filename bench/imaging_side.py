@@ -15,6 +15,7 @@ the quality metric. bench/sharp/run.mjs is the same program for sharp.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import os
@@ -151,17 +152,23 @@ def main(argv: list[str] | None = None) -> int:
     seconds = sum(by_format.values())
 
     totals: Counter[str] = Counter()
-    for _, outputs in results:
+    files: dict[str, list[str]] = {}
+    for name, outputs in results:
         for label, image_format, data in outputs:
-            totals["lqip" if label == "lqip" else image_format] += len(data)
+            key = "lqip" if label == "lqip" else image_format
+            totals[key] += len(data)
+            files.setdefault(key, []).append(f"{name}/{label}/{hashlib.sha256(data).hexdigest()}")
+    # One digest per format over every file, in a fixed order: equal digests on two sides mean
+    # byte-identical files, not merely equal sizes.
+    digests = {key: hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest() for key, entries in files.items()}
     if arguments.keep:
         for name, outputs in results:
             folder = arguments.keep / Path(name).stem
             folder.mkdir(parents=True, exist_ok=True)
             for label, _, data in outputs:
                 (folder / label).write_bytes(data)
-    json.dump({"seconds": seconds, "images": len(sources), "bytes": dict(totals), "by_format": by_format},
-              sys.stdout)
+    json.dump({"seconds": seconds, "images": len(sources), "bytes": dict(totals), "by_format": by_format,
+               "digests": digests}, sys.stdout)
     print()
     return 0
 

@@ -8,6 +8,7 @@
 // blogimg's deliverables (a JPEG master, AVIF and WebP at 480/768/1024/1536 wide, the thumbnail,
 // the LQIP, the colour). formats: each of the four identical deliverables alone. Prints one JSON line: seconds,
 // images, bytes per format.
+import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import sharp from "sharp";
@@ -93,12 +94,18 @@ for (const [name, job] of jobs) {
 const seconds = Object.values(byFormat).reduce((a, b) => a + b, 0);
 
 const totals = {};
-for (const [, outputs] of results) {
+const files = {};
+for (const [name, outputs] of results) {
   for (const [label, format, data] of outputs) {
     const key = label === "lqip" ? "lqip" : format;
     totals[key] = (totals[key] ?? 0) + data.length;
+    (files[key] ??= []).push(`${name}/${label}/${createHash("sha256").update(data).digest("hex")}`);
   }
 }
+// The same per-format digest as bench/imaging_side.py: equal digests mean byte-identical files.
+const sortedText = (entries) => [...entries].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).join("\n");
+const digests = Object.fromEntries(Object.entries(files)
+  .map(([key, entries]) => [key, createHash("sha256").update(sortedText(entries)).digest("hex")]));
 if (keep) {
   for (const [name, outputs] of results) {
     const folder = path.join(keep, path.parse(name).name);
@@ -106,4 +113,4 @@ if (keep) {
     for (const [label, , data] of outputs) writeFileSync(path.join(folder, label), data);
   }
 }
-process.stdout.write(`${JSON.stringify({ seconds, images: sources.length, bytes: totals, by_format: byFormat })}\n`);
+process.stdout.write(`${JSON.stringify({ seconds, images: sources.length, bytes: totals, by_format: byFormat, digests })}\n`);

@@ -50,7 +50,7 @@ def test_imaging_benchmark_runs() -> None:
     # Identical settings must mean identical files: the same libvips, the same encoder parameters.
     for image_format in ("jpeg", "webp", "avif"):
         same = by_name[f"a. {image_format} bytes, identical settings"]
-        assert same["ratio"] == 1.0 and same["note"] == "byte-identical totals", same
+        assert same["ratio"] == 1.0 and same["note"] == "byte-identical files", same
     assert all(0 < score <= 100 for side in data["details"]["quality"].values() for score in side.values())
     assert set(data["details"]["quality"]) == {"blogimg", "sharp", "pillow"}
     assert all(c["ours"]["median"] > 0 and c["baseline"]["median"] > 0 for c in data["comparisons"])
