@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import math
 import random
 import tempfile
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from bench.common import Comparison, Measure, write_result
 from blogimg.config import Settings
-from blogimg.domain import EventKind, ImageRequest, Outcome, ProgressEvent, ProviderImage
+from blogimg.domain import EventKind, ImageRequest, Outcome, ProgressEvent, ProviderImage, Size
 from blogimg.errors import ProviderError
 from blogimg.imaging.process import ImagingOptions, process_image
 from blogimg.pipeline import worker as worker_module
@@ -36,6 +37,7 @@ from blogimg.storage import MemoryStorage
 from blogimg.testing import FakeProvider
 
 RETRY_AFTER = 0.05
+IMAGES = 1024  #: distinct provider images drawn up front (a few prompts share one)
 BACKOFF_BASE = 0.02
 
 
@@ -49,7 +51,10 @@ class LognormalProvider:
         sigma = 0.5
         self.mu, self.sigma = math.log(mean) - sigma**2 / 2, sigma  # so the mean is ``mean``
         self.calls: list[tuple[str, float, str]] = []  #: (prompt, latency, outcome)
-        self._image = FakeProvider(image_size=(32, 24))._image
+        # A real provider's image arrives over the network and costs the pipeline no CPU to make, so
+        # distinct images are drawn before timing starts; each prompt picks one by its hash.
+        draw = FakeProvider(image_size=(32, 24))._image
+        self._images = [draw(ImageRequest(prompt=f"image {n}", size=Size(32, 24))) for n in range(IMAGES)]
 
     def __call__(self, settings: object | None = None) -> LognormalProvider:
         return self
@@ -67,7 +72,8 @@ class LognormalProvider:
             raise ProviderError(Outcome.TRANSIENT, "429", http_status=429, retry_after=RETRY_AFTER)
         if outcome == "server_error":
             raise ProviderError(Outcome.TRANSIENT, "503", http_status=503)
-        return ProviderImage(data=self._image(request), model="bench-1", cost_usd=0.0)
+        digest = hashlib.sha256(request.prompt.encode()).digest()
+        return ProviderImage(data=self._images[int.from_bytes(digest[:4]) % IMAGES], model="bench-1", cost_usd=0.0)
 
     async def aclose(self) -> None:
         return None
@@ -145,6 +151,19 @@ async def one_run(count: int, concurrency: int, rate: float, mean: float, seed: 
             "calls": len(provider.calls)}
 
 
+def scenario(count: int, runs: int, mean: float, concurrency: int, rate: float, directory: Path,
+             first_seed: int) -> tuple[Measure, Measure, Measure, Measure]:
+    wall, ideal, ratio, cpu = (Measure("wall", "s"), Measure("ideal", "s"), Measure("ideal/wall", ""),
+                               Measure("cpu", "ms/image"))
+    for seed in range(first_seed, first_seed + runs):
+        result = asyncio.run(one_run(count, concurrency, rate, mean, seed, directory))
+        wall.samples.append(result["wall"])
+        ideal.samples.append(result["ideal"])
+        ratio.samples.append(result["ideal"] / result["wall"])
+        cpu.samples.append(result["cpu_per_image_ms"])
+    return wall, ideal, ratio, cpu
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="one short run, to prove the benchmark works")
@@ -152,38 +171,41 @@ def main(argv: list[str] | None = None) -> None:
     count, runs, mean = (16, 1, 0.01) if arguments.tiny else (200, 5, 0.2)
     concurrency = 8
     rate = concurrency / mean * 60  # as binding as the concurrency, so both limits are exercised
-    wall, ideal, ratio, cpu = (Measure("wall", "s"), Measure("ideal", "s"), Measure("ideal/wall", ""),
-                               Measure("cpu", "ms/image"))
     with tempfile.TemporaryDirectory() as directory:
-        for seed in range(runs):
-            result = asyncio.run(one_run(count, concurrency, rate, mean, seed, Path(directory)))
-            wall.samples.append(result["wall"])
-            ideal.samples.append(result["ideal"])
-            ratio.samples.append(result["ideal"] / result["wall"])
-            cpu.samples.append(result["cpu_per_image_ms"])
+        wall, ideal, ratio, cpu = scenario(count, runs, mean, concurrency, rate, Path(directory), 0)
+        # The same with the rate limit at twice what C slots can use: only the concurrency binds,
+        # which separates what the pipeline loses from what two binding limits cost any schedule.
+        loose = scenario(count, runs, mean, concurrency, 2 * rate, Path(directory), runs)
+    what = f"{count} generations, C={concurrency}, mean latency {mean * 1000:.0f} ms"
     comparisons = [
-        Comparison(f"{count} generations, C={concurrency}, {rate:.0f}/min, mean latency {mean * 1000:.0f} ms",
-                   ours=wall.summary(), baseline=ideal.summary(), ratio=ratio.median,
+        Comparison(f"{what}, {rate:.0f}/min", ours=wall.summary(), baseline=ideal.summary(), ratio=ratio.median,
                    ratio_meaning="ideal/wall, 1 = nothing lost", target="≥ 0.95", met=ratio.median >= 0.95),
         Comparison("pipeline CPU per image, imaging excluded", ours=cpu.summary(), baseline={},
                    ratio=cpu.median, ratio_meaning="ms per image", target="≤ 5 ms", met=cpu.median <= 5),
+        Comparison(f"{what}, {2 * rate:.0f}/min (only the concurrency binds)", ours=loose[0].summary(),
+                   baseline=loose[1].summary(), ratio=loose[2].median, ratio_meaning="ideal/wall, 1 = nothing lost"),
     ]
     notes = [
-        f"Why the targets are missed (profiled with py-spy and cProfile on this benchmark): ideal/wall is "
-        f"{ratio.median:.2f} against ≥ 0.95 ({0.95 / ratio.median:.2f}× short) and the pipeline's CPU is "
-        f"{cpu.median:.0f} ms per image against ≤ 5 ms ({cpu.median / 5:.1f}× over). The pipeline is CPU-bound "
-        "in one Python process: without imaging, each image costs about a dozen SQL round trips through the "
-        "SQLAlchemy ORM and aiosqlite's thread hop (claim, three reads for the job's context, ledger row before "
-        "and after the call, completion with variants and events, heartbeats), each ~1–3 ms of Python, and "
-        "while the loop is busy with them, finished provider calls wait.",
+        f"Why the targets are missed (profiled with py-spy on this benchmark): ideal/wall is {ratio.median:.2f} "
+        f"against ≥ 0.95 ({0.95 / ratio.median:.2f}× short) and the pipeline's CPU is {cpu.median:.0f} ms per "
+        f"image against ≤ 5 ms ({cpu.median / 5:.1f}× over). Two causes. (1) With the rate limit loosened so "
+        f"that only the concurrency binds, ideal/wall is {loose[2].median:.2f}: part of the gap is the ideal "
+        "itself, which packs random latencies perfectly into C slots and the rate's spacing at once, where any "
+        "real schedule (greedy, one image per free slot) leaves slots idle at the tail and behind the limiter. "
+        "(2) The rest is the pipeline: py-spy shows the event loop's thread busy about half the wall time with "
+        "SQLAlchemy ORM work (session.execute, flush, get) for about a dozen statements per image (claim, the "
+        "job's context, the ledger row before and after the call, completion with variants and events, "
+        "heartbeats), each ~1 ms of Python plus aiosqlite's thread hop; a finished provider call waits for it, "
+        "and the slot stays held through imaging.",
         "What would close it: fetch the job's context in the claim's RETURNING; write the ledger row and its "
-        "completion with Core statements instead of ORM units of work; batch event rows; run imaging in a "
-        "process pool so its Python parts stop competing with the loop for the GIL.",
+        "completion with Core statements instead of ORM units of work; batch event rows; release the provider "
+        "slot before imaging (imaging has its own pool); and judge the schedule against a simulated greedy "
+        "schedule of the same calls rather than the perfect packing.",
     ]
     path = write_result("orchestration", "Orchestration against the ideal schedule", comparisons,
                         {"ratio_samples": ratio.samples, "notes": notes}, tiny=arguments.tiny)
     print(f"orchestration: ideal/wall {ratio.median:.3f} (min {min(ratio.samples):.3f}), "
-          f"CPU {cpu.median:.2f} ms/image → {path}")
+          f"{loose[2].median:.3f} with only the concurrency binding, CPU {cpu.median:.2f} ms/image → {path}")
 
 
 if __name__ == "__main__":
