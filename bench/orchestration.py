@@ -22,6 +22,7 @@ import math
 import random
 import tempfile
 import time
+from functools import cache
 from pathlib import Path
 
 from bench.common import Comparison, Measure, write_result
@@ -53,8 +54,7 @@ class LognormalProvider:
         self.calls: list[tuple[str, float, str]] = []  #: (prompt, latency, outcome)
         # A real provider's image arrives over the network and costs the pipeline no CPU to make, so
         # distinct images are drawn before timing starts; each prompt picks one by its hash.
-        draw = FakeProvider(image_size=(32, 24))._image
-        self._images = [draw(ImageRequest(prompt=f"image {n}", size=Size(32, 24))) for n in range(IMAGES)]
+        self._images = _provider_images()
 
     def __call__(self, settings: object | None = None) -> LognormalProvider:
         return self
@@ -90,6 +90,13 @@ class LognormalProvider:
                 total += BACKOFF_BASE * 2**retry  # the jitter (×0.5–1.5) averages to ×1
             failures_in_a_row[prompt] = failures_in_a_row.get(prompt, 0) + 1 if outcome != "ok" else 0
         return total
+
+
+@cache
+def _provider_images() -> list[bytes]:
+    # Drawn once per process: every run of every scenario uses the same set.
+    draw = FakeProvider(image_size=(32, 24))._image
+    return [draw(ImageRequest(prompt=f"image {n}", size=Size(32, 24))) for n in range(IMAGES)]
 
 
 def write_posts(directory: Path, count: int) -> Path:

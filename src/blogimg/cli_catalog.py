@@ -6,6 +6,8 @@ Registered on the same Typer app as the rest of the CLI (see the end of cli.py).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 import typer
@@ -23,6 +25,16 @@ from blogimg.domain import EventKind, ProgressEvent, RunSummary, Status
 from blogimg.errors import InputError
 
 
+@asynccontextmanager
+async def _catalog(settings: Settings) -> AsyncIterator[Catalog]:
+    """The catalogue of ``settings``' database, migrated, for one command; closed afterwards."""
+    engine, sessions = await open_database(settings.database_url)
+    try:
+        yield Catalog(engine, sessions)
+    finally:
+        await engine.dispose()
+
+
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="Text to find in prompts and alt text.")],
@@ -35,13 +47,9 @@ def search(
         settings = _settings()
 
         async def find():  # type: ignore[no-untyped-def]
-            engine, sessions = await open_database(settings.database_url)
-            try:
-                return await Catalog(engine, sessions).search(
-                    text=query, provider=None, status=status, post_id=None, created_from=None,
-                    created_to=None, cursor=None, limit=limit)
-            finally:
-                await engine.dispose()
+            async with _catalog(settings) as catalog:
+                return await catalog.search(text=query, provider=None, status=status, post_id=None,
+                                            created_from=None, created_to=None, cursor=None, limit=limit)
 
         page = asyncio.run(find())
         table = Table(title=f"images matching “{escape(query)}”")
@@ -117,12 +125,8 @@ def cleanup(
         settings = _settings()
 
         async def run():  # type: ignore[no-untyped-def]
-            engine, sessions = await open_database(settings.database_url)
-            try:
-                return await find_orphans(Catalog(engine, sessions), build_storage(settings), apply=apply,
-                                          grace_seconds=grace_seconds)
-            finally:
-                await engine.dispose()
+            async with _catalog(settings) as catalog:
+                return await find_orphans(catalog, build_storage(settings), apply=apply, grace_seconds=grace_seconds)
 
         report = asyncio.run(run())
         console.print(f"files with no row: {len(report.files_without_rows)}")

@@ -94,18 +94,19 @@ async def cleanup(
 @router.get("/blog/{post_id}", response_model=ImageList, responses=errors(404, 422))
 async def for_post(post_id: int, catalog: CatalogDep) -> ImageList:
     """Every image of one post."""
-    items = None if _too_big(post_id) else await catalog.images_of(BlogPost, post_id)
-    if items is None:
-        raise NotFoundError(f"no post with id {post_id}")
-    return ImageList(items=[image_out(item) for item in items], next_cursor=None)
+    return await _images_of(catalog, BlogPost, post_id, "post")
 
 
 @router.get("/prompt/{prompt_id}", response_model=ImageList, responses=errors(404, 422))
 async def for_prompt(prompt_id: int, catalog: CatalogDep) -> ImageList:
     """Every image (variation) of one prompt."""
-    items = None if _too_big(prompt_id) else await catalog.images_of(ImagePromptRow, prompt_id)
+    return await _images_of(catalog, ImagePromptRow, prompt_id, "prompt")
+
+
+async def _images_of(catalog, owner: type, owner_id: int, noun: str) -> ImageList:  # type: ignore[no-untyped-def]
+    items = None if _too_big(owner_id) else await catalog.images_of(owner, owner_id)
     if items is None:
-        raise NotFoundError(f"no prompt with id {prompt_id}")
+        raise NotFoundError(f"no {noun} with id {owner_id}")
     return ImageList(items=[image_out(item) for item in items], next_cursor=None)
 
 
