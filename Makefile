@@ -31,6 +31,7 @@ demo: $(STAMP)
 ## test: install the dev extras, lint, and run the whole suite (exit code 5, "no tests", fails)
 test: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## bench: run every benchmark at full size and write bench/results/*.json and BENCHMARKS.md
@@ -44,6 +45,7 @@ bench: $(DEV_STAMP)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) blogimg-data .pytest_cache

@@ -24,7 +24,7 @@ from blogimg.db.tables import GeneratedImage, ImagePromptRow, ImageVariant
 
 # The fields the API's ImageOut answers with.
 _IMAGE_COLUMNS = [getattr(GeneratedImage, name) for name in (
-    "id", "status", "prompt_id", "post_id", "batch_id", "url", "thumbnail_url", "alt_text", "provider", "model",
+    "id", "status", "prompt_id", "post_id", "batch_id", "storage_key", "thumbnail_key", "alt_text", "provider", "model",
     "cost_usd", "latency_ms", "width", "height", "format", "bytes_original", "bytes_stored", "lqip",
     "dominant_color", "revised_prompt", "focal_x", "focal_y", "rating", "tags", "error_code", "error_message",
     "created_at", "updated_at")]
@@ -35,6 +35,10 @@ def blogimg():  # type: ignore[no-untyped-def]
     from blogimg.config import Settings
 
     return create_app(Settings(), run_worker=False)
+
+
+def _url(key: str | None) -> str | None:
+    return f"/files/{key}" if key else None
 
 
 def minimal() -> Starlette:
@@ -54,15 +58,18 @@ def minimal() -> Starlette:
             variants: dict[int, list[dict]] = defaultdict(list)
             for variant in (await connection.execute(
                     select(ImageVariant.image_id, ImageVariant.format, ImageVariant.width, ImageVariant.height,
-                           ImageVariant.url, ImageVariant.bytes)
+                           ImageVariant.storage_key, ImageVariant.bytes)
                     .where(ImageVariant.image_id.in_(ids)).order_by(ImageVariant.format, ImageVariant.width))).mappings():
-                variants[variant["image_id"]].append({k: v for k, v in variant.items() if k != "image_id"})
+                shown = {k: v for k, v in variant.items() if k not in ("image_id", "storage_key")}
+                variants[variant["image_id"]].append(shown | {"url": _url(variant["storage_key"])})
             prompts = dict((await connection.execute(
                 select(ImagePromptRow.id, ImagePromptRow.prompt)
                 .where(ImagePromptRow.id.in_({row["prompt_id"] for row in rows})))).all())
         items = []
         for row in rows:
-            item = dict(row)
+            item = {k: v for k, v in row.items() if k not in ("storage_key", "thumbnail_key")}
+            # URLs follow from the keys when read, as the API derives them.
+            item["url"], item["thumbnail_url"] = _url(row["storage_key"]), _url(row["thumbnail_key"])
             item["created_at"] = row["created_at"].replace(tzinfo=UTC).isoformat()
             item["updated_at"] = row["updated_at"].replace(tzinfo=UTC).isoformat()
             item["prompt"] = prompts.get(row["prompt_id"], "")

@@ -1,27 +1,20 @@
-"""Shared fixtures: settings pointing into a temporary directory, and a fresh database."""
+"""Shared fixtures: settings pointing into a temporary directory, and a fresh database.
+
+Helpers that test modules import live in tests/support.py; nothing imports this file.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from blogimg.config import Settings
-from blogimg.db.engine import open_database
-from blogimg.db.repository import Repository
+from blogimg.db.database import Database
 from tests.postgres import postgres_database
-
-REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = REPOSITORY_ROOT / "examples" / "posts"
-# The SDKs' own variables: a developer's real keys or endpoints must never reach a test.
-PROVIDER_VARIABLES = frozenset({
-    "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_ADMIN_KEY",
-    "GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_VERTEX_BASE_URL",
-    "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_GENAI_USE_ENTERPRISE", "GOOGLE_CLOUD_PROJECT",
-    "GOOGLE_CLOUD_LOCATION", "GOOGLE_APPLICATION_CREDENTIALS",
-})
+from tests.support import PROVIDER_VARIABLES
 
 
 @pytest.fixture(autouse=True)
@@ -33,14 +26,10 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.chdir(tmp_path)
 
 
-ENGINES = ["sqlite", "postgresql"]
-#: Run a test on SQLite and on PostgreSQL: ``@on_both_engines`` (or as a module's ``pytestmark``).
-on_both_engines = pytest.mark.parametrize("database_url", ENGINES, indirect=True)
-
-
 @pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """SQLite in the test's directory by default; a fresh PostgreSQL database when parametrized so."""
+    """SQLite in the test's directory by default; a fresh PostgreSQL database when parametrized so
+    (``tests.support.on_both_engines``)."""
     engine = getattr(request, "param", "sqlite")
     if engine == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'data' / 'blogimg.db'}"
@@ -63,7 +52,8 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 
 @pytest.fixture
-async def repository(settings: Settings):
-    engine, sessions = await open_database(settings.database_url)
-    yield Repository(engine, sessions)
-    await engine.dispose()
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    """The catalogue of ``settings``, migrated, with its queue, ledger and reporting."""
+    opened = await Database.open(settings.database_url)
+    yield opened
+    await opened.close()

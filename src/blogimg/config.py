@@ -23,6 +23,12 @@ from pydantic_settings import (
 from blogimg.domain import Size
 from blogimg.errors import InputError
 
+VariantFormat = Literal["avif", "webp", "jpeg"]
+
+
+def _default_variant_formats() -> list[VariantFormat]:
+    return ["avif", "webp"]
+
 
 class Settings(BaseSettings):
     """Everything blogimg can be told; the defaults serve one machine with no keys."""
@@ -104,8 +110,8 @@ class Settings(BaseSettings):
     # Imaging.
     max_pixels: int = Field(50_000_000, ge=1, description="Largest image decoded, in pixels.")
     variant_widths: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [480, 768, 1024, 1536])
-    variant_formats: Annotated[list[Literal["avif", "webp", "jpeg"]], NoDecode] = Field(
-        default_factory=lambda: ["avif", "webp"]
+    variant_formats: Annotated[list[VariantFormat], NoDecode] = Field(
+        default_factory=_default_variant_formats
     )
     jpeg_quality: int = Field(85, ge=1, le=100)
     webp_quality: int = Field(80, ge=1, le=100)

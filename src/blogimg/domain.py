@@ -7,10 +7,14 @@ be stored as-is in the database.
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
 from dataclasses import dataclass, field
 
 from blogimg.errors import InputError
+from blogimg.errors import (
+    Outcome as Outcome,  # re-exported: defined there so errors.py stays a leaf
+)
 
 
 class Status(enum.StrEnum):
@@ -20,17 +24,6 @@ class Status(enum.StrEnum):
     RUNNING = "running"  #: claimed by a worker that holds its lease
     SUCCEEDED = "succeeded"  #: files stored and catalogued
     FAILED = "failed"  #: every provider was tried; error_code says why
-
-
-class Outcome(enum.StrEnum):
-    """How one provider call ended; decides what the chain does next."""
-
-    OK = "ok"  #: an image came back
-    REFUSED = "refused"  #: safety or policy refusal; never retried on the same provider
-    TRANSIENT = "transient"  #: 429, 5xx, timeout, reset; retried with backoff
-    QUOTA = "quota"  #: billing, quota or credentials; the provider is paused for the run
-    INVALID = "invalid"  #: our request was wrong; retrying the same request cannot help
-    EMPTY = "empty"  #: the call succeeded but no image came back; never a success
 
 
 class PromptKind(enum.StrEnum):
@@ -64,6 +57,15 @@ class Size:
 
     def __str__(self) -> str:
         return f"{self.width}x{self.height}"
+
+
+def fingerprint(kind: PromptKind, prompt: str, size: Size, occurrence: int = 0) -> str:
+    """Stable identity of one image of a post; the same inputs give the same hex digest.
+
+    The one definition: prompts read from posts and prompts sent to the API are matched by it.
+    """
+    canonical = "\x1f".join(["v1", kind.value, prompt.casefold(), str(size), str(occurrence)])
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,41 @@ class ProviderImage:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredVariant:
+    """One encoded file of a finished image, already in storage."""
+
+    format: str
+    width: int
+    height: int
+    bytes: int
+    storage_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedImage:
+    """What a worker made of one job: stored files and what it took, for the catalogue row."""
+
+    provider: str
+    model: str
+    cost_usd: float | None  #: every call of the job; None when any call's price is unknown
+    latency_ms: int  #: from the first provider call to the image in hand
+    processing_ms: int
+    width: int
+    height: int
+    format: str
+    bytes_original: int
+    bytes_stored: int
+    sha256: str
+    storage_key: str
+    thumbnail_key: str
+    alt_text: str
+    revised_prompt: str | None
+    lqip: str
+    dominant_color: str
+    variants: tuple[StoredVariant, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptRecord:
     """One provider call, for the cost ledger (``generation_attempts``)."""
 
@@ -158,9 +195,12 @@ class ProgressEvent:
 
 @dataclass(slots=True)
 class RunSummary:
-    """What a ``generate`` run did, for the closing table."""
+    """What a batch did: enqueued (every run) and, when it was drained here, made."""
 
     batch_id: int | None = None
+    image_ids: tuple[int, ...] = ()  #: every image the batch names, made already or queued now
+    post_ids: tuple[int, ...] = ()  #: the posts saved, in the order given
+    created: bool = True  #: False when an earlier request with the same idempotency key made it
     posts: int = 0
     opted_out: int = 0
     prompts: int = 0

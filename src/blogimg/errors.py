@@ -18,10 +18,24 @@ The tree::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import enum
 
-if TYPE_CHECKING:
-    from blogimg.domain import Outcome
+
+class Outcome(enum.StrEnum):
+    """How one provider call ended; decides what the chain does next.
+
+    Defined here, beside ProviderError which carries it, so this module stays a leaf that
+    imports nothing of ours; ``blogimg.domain`` re-exports it.
+    """
+
+    OK = "ok"  #: an image came back
+    REFUSED = "refused"  #: safety or policy refusal; never retried on the same provider
+    TRANSIENT = "transient"  #: 429, 5xx, timeout, reset; retried with backoff
+    QUOTA = "quota"  #: billing, quota or credentials; the provider is paused for the run
+    INVALID = "invalid"  #: our request was wrong; retrying the same request cannot help
+    EMPTY = "empty"  #: the call succeeded but no image came back; never a success
+    #: only in the ledger: the row written before the call; one left pending is a call that died
+    PENDING = "pending"
 
 
 class BlogimgError(Exception):

@@ -2,15 +2,18 @@
 
 :class:`FakeProvider` is a real :class:`~blogimg.providers.base.ImageProvider`: it returns real
 PNG bytes (so imaging and storage run for real), and follows a script of outcomes and latencies,
-recording every call and the most calls it ever had in flight at once.
+recording every call and the most calls it ever had in flight at once. Given a ``handler``
+instead of a script, it answers each call with that one function, as httpx's ``MockTransport``
+does with requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 
 import pyvips
 
@@ -22,6 +25,8 @@ __all__ = ["FakeCall", "FakeProvider"]
 
 Script = Sequence[Outcome] | Callable[[ImageRequest, int], Outcome]
 Latency = float | Callable[[int], float]
+#: (request, call number) -> the image, or raises ProviderError; may be ``async def``.
+Handler = Callable[[ImageRequest, int], ProviderImage | Awaitable[ProviderImage]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +35,9 @@ class FakeCall:
 
     number: int  #: 1-based, in order of arrival
     request: ImageRequest
-    outcome: Outcome
+    #: with a handler: None until the call ends, and for good when the handler raised something
+    #: other than ProviderError or was cancelled (a timeout)
+    outcome: Outcome | None
 
 
 class FakeProvider:
@@ -40,6 +47,25 @@ class FakeProvider:
     function of (request, call number) returning the outcome. ``latency`` is seconds per call,
     or a function of the call number. ``image_size`` overrides the size of returned images so
     tests stay fast. ``retry_after`` is attached to transient failures.
+
+    ``handler`` replaces the script when a test needs more than an outcome: one function, plain
+    or ``async def``, of (request, call number) that returns the
+    :class:`~blogimg.domain.ProviderImage` to answer with, or raises
+    :class:`~blogimg.errors.ProviderError` (any other exception escapes as a provider bug
+    would). It runs after ``latency``; ``model`` and ``cost_usd`` still name the provider's model
+    and its price estimate, while the image the handler returns carries its own (``image_size``
+    and ``retry_after`` only shape scripted answers). A script and a handler together are a
+    TypeError. For example::
+
+        def handler(request: ImageRequest, number: int) -> ProviderImage:
+            if number == 1:
+                raise ProviderError(Outcome.TRANSIENT, "busy", http_status=503)
+            return ProviderImage(data=b"<html>", model="fake-1", cost_usd=0.02)
+
+        provider = FakeProvider("garbage", handler=handler)
+
+    Each call is recorded in ``calls`` when it arrives; with a handler its ``outcome`` is filled
+    in when the call ends (``OK``, or ``EMPTY`` for an image without bytes, or the error's).
     """
 
     def __init__(
@@ -47,6 +73,7 @@ class FakeProvider:
         name: str = "fake",
         *,
         script: Script = (),
+        handler: Handler | None = None,
         latency: Latency = 0.0,
         model: str = "fake-1",
         cost_usd: float | None = 0.0,
@@ -54,6 +81,8 @@ class FakeProvider:
         retry_after: float | None = None,
         key_env_vars: tuple[str, ...] = (),
     ) -> None:
+        if handler is not None and script:
+            raise TypeError("FakeProvider takes a script or a handler, not both")
         self.info = ProviderInfo(name=name, description="Scripted fake for tests", models=(model,),
                                  key_env_vars=key_env_vars, offline=True)
         self.model = model
@@ -61,6 +90,7 @@ class FakeProvider:
         self.image_size = image_size
         self.retry_after = retry_after
         self._script = script
+        self._handler = handler
         self._latency = latency
         self.calls: list[FakeCall] = []
         self.in_flight = 0
@@ -70,13 +100,15 @@ class FakeProvider:
         # A FakeProvider instance is also its own registry factory.
         return self
 
-    def outcomes(self) -> list[Outcome]:
+    def outcomes(self) -> list[Outcome | None]:
         return [call.outcome for call in self.calls]
 
     def estimate_cost(self, request: ImageRequest) -> float | None:
         return self.cost_usd
 
     async def generate(self, request: ImageRequest) -> ProviderImage:
+        if self._handler is not None:
+            return await self._handle(request)
         number = len(self.calls) + 1
         outcome = self._next_outcome(request, number)
         self.calls.append(FakeCall(number, request, outcome))
@@ -100,6 +132,33 @@ class FakeProvider:
 
     async def aclose(self) -> None:
         return None
+
+    async def _handle(self, request: ImageRequest) -> ProviderImage:
+        assert self._handler is not None
+        number = len(self.calls) + 1
+        call = FakeCall(number, request, None)
+        self.calls.append(call)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            delay = self._latency(number) if callable(self._latency) else self._latency
+            if delay:
+                await asyncio.sleep(delay)
+            answer = self._handler(request, number)
+            image = await answer if inspect.isawaitable(answer) else answer
+        except ProviderError as error:
+            self._settle(call, error.outcome)
+            raise
+        finally:
+            self.in_flight -= 1
+        self._settle(call, Outcome.OK if image.data else Outcome.EMPTY)
+        return image
+
+    def _settle(self, call: FakeCall, outcome: Outcome) -> None:
+        for index, recorded in enumerate(self.calls):
+            if recorded is call:
+                self.calls[index] = replace(call, outcome=outcome)
+                return
 
     def _next_outcome(self, request: ImageRequest, number: int) -> Outcome:
         if callable(self._script):

@@ -10,9 +10,7 @@ from starlette.testclient import TestClient
 from blogimg.api.app import create_app
 from blogimg.config import Settings
 from blogimg.storage import MemoryStorage
-
-API_KEY = "test-key-0123456789"
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
+from tests.support import API_KEY
 
 
 @pytest.fixture

@@ -10,36 +10,11 @@ from starlette.testclient import TestClient
 
 from blogimg.api.app import create_app
 from blogimg.config import Settings
-from blogimg.pipeline.runtime import open_runtime
-from blogimg.providers.registry import ProviderRegistry
 from blogimg.storage import MemoryStorage
 from blogimg.testing import FakeProvider
-from tests.api.conftest import AUTH
-from tests.conftest import on_both_engines
+from tests.support import AUTH, make_images, on_both_engines
 
 POST = "---\ntitle: Night trains\nsummary: Sleeping across Europe\n---\n<!-- image: a sleeper cabin | alt: Cabin -->\n"
-
-
-def make_images(settings: Settings, storage: MemoryStorage, provider: FakeProvider | None = None) -> None:
-    """Run a worker over the queue until it is empty (as `blogimg worker` would)."""
-    provider = provider or FakeProvider("fake")
-    registry = ProviderRegistry({}, plugins=False)
-    registry.register(provider.info.name, provider)
-
-    async def drain() -> None:
-        async with open_runtime(settings, providers=[provider.info.name], registry=registry, storage=storage) as runtime:
-            worker = runtime.worker()
-            worker.poll_interval = 0.05
-            task = asyncio.create_task(worker.run())
-            while True:
-                counts = await runtime.repository.stats()
-                if counts["by_status"]["queued"] == 0 and counts["by_status"]["running"] == 0:
-                    break
-                await asyncio.sleep(0.05)
-            worker.stop()
-            await task
-
-    asyncio.run(drain())
 
 
 def test_a_post_from_markdown_then_its_images(client: TestClient, api_settings: Settings, storage: MemoryStorage) -> None:

@@ -14,8 +14,7 @@ from starlette.testclient import TestClient
 from blogimg.api.app import create_app
 from blogimg.config import Settings
 from blogimg.storage import MemoryStorage
-from tests.api.conftest import AUTH
-from tests.conftest import on_both_engines
+from tests.support import AUTH, on_both_engines
 
 MINIMUM_CASES = 500
 # CI replays the same cases every run (a red build is then a real regression, never luck);

@@ -9,8 +9,7 @@ from alembic.script import ScriptDirectory
 
 from blogimg.db.engine import alembic_config
 from blogimg.providers.pricing import default_prices
-from tests.conftest import EXAMPLES
-from tests.integration.cli_helpers import query, referenced_keys, run_cli, stored_files
+from tests.support import EXAMPLES, query, referenced_keys, run_cli, stored_files
 
 
 def test_generate_examples_then_rerun_changes_nothing(tmp_path: Path) -> None:
@@ -111,7 +110,7 @@ def test_serve_answers_and_its_embedded_worker_makes_the_images(tmp_path: Path) 
     import time
     import urllib.request
 
-    from tests.integration.cli_helpers import BLOGIMG, cli_environment
+    from tests.support import BLOGIMG, cli_environment
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -157,7 +156,7 @@ async def test_search_retry_and_cleanup_from_the_command_line(tmp_path: Path, se
     from blogimg.domain import Outcome
     from blogimg.pipeline.generate import generate
     from blogimg.testing import FakeProvider
-    from tests.integration.test_pipeline import registry_with, write_posts
+    from tests.support import registry_with, write_posts
 
     data = tmp_path / "data"
     broken = FakeProvider("broken", script=lambda request, number: Outcome.INVALID)

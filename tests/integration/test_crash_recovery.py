@@ -7,23 +7,17 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.integration.cli_helpers import (
+from tests.support import (
     BLOGIMG,
     cli_environment,
     query,
     referenced_keys,
     stored_files,
+    write_posts,
 )
 
 FAST = {"BLOGIMG_COVER_SIZE": "640x400", "BLOGIMG_INLINE_SIZE": "400x400", "BLOGIMG_VARIANT_WIDTHS": "320",
         "BLOGIMG_AVIF_EFFORT": "0", "BLOGIMG_MAX_CONCURRENT": "3"}
-
-
-def write_posts(directory: Path, posts: int = 14, markers: int = 2) -> None:
-    directory.mkdir()
-    for number in range(posts):
-        body = "\n\n".join(f"<!-- image: scene {m} of story {number} -->" for m in range(markers))
-        (directory / f"story-{number}.md").write_text(f"---\ntitle: Story number {number}\n---\n{body}\n")
 
 
 def wait_for(process: subprocess.Popen, database: Path, minimum: int, timeout: float = 120) -> None:
@@ -44,7 +38,8 @@ def wait_for(process: subprocess.Popen, database: Path, minimum: int, timeout: f
 
 def test_sigkill_mid_batch_then_rerun_finishes_without_duplicates(tmp_path: Path) -> None:
     posts, data = tmp_path / "posts", tmp_path / "data"
-    write_posts(posts)
+    write_posts(posts, 14, markers=2, name="story-{number}", title="Story number {number}",
+                prompt="scene {marker} of story {number}", tags=())
     database = data / "blogimg.db"
     environment = cli_environment(data, **FAST)
     process = subprocess.Popen([*BLOGIMG, "generate", str(posts)], cwd=tmp_path, env=environment,
@@ -64,7 +59,7 @@ def test_sigkill_mid_batch_then_rerun_finishes_without_duplicates(tmp_path: Path
     succeeded_before = statuses.get("succeeded", 0)
     assert 4 <= succeeded_before < total, statuses  # really killed mid-batch
     assert query(database, "SELECT count(*) FROM generated_images WHERE status = 'succeeded' AND "
-                           "(lease_token IS NOT NULL OR storage_key IS NULL OR url IS NULL)") == [(0,)]
+                           "(lease_token IS NOT NULL OR storage_key IS NULL OR thumbnail_key IS NULL)") == [(0,)]
     assert referenced_keys(database) <= stored_files(data / "images")  # files before rows
     calls_before = query(database, "SELECT count(*) FROM generation_attempts")[0][0]
     done_ids = {row[0] for row in query(database, "SELECT id FROM generated_images WHERE status = 'succeeded'")}

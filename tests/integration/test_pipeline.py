@@ -7,39 +7,24 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from blogimg.config import Settings
-from blogimg.db import queue
+from blogimg.db.leases import lease_owner_name
+from blogimg.db.queue import PostsToEnqueue
 from blogimg.db.tables import GeneratedImage, GenerationAttempt, ImagePromptRow, ImageVariant
-from blogimg.domain import EventKind, Outcome, ProgressEvent
+from blogimg.domain import EventKind, FinishedImage, Outcome, ProgressEvent
 from blogimg.pipeline.generate import generate
-from blogimg.providers.registry import ProviderRegistry
 from blogimg.storage import MemoryStorage
 from blogimg.testing import FakeProvider
-from tests.conftest import on_both_engines
+from tests.support import on_both_engines, registry_with, write_posts
 
 pytestmark = on_both_engines
 
 
-def write_posts(directory: Path, count: int, markers: int = 2) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for number in range(count):
-        body = "\n\n".join(f"<!-- image: picture {m} of post {number} -->" for m in range(markers))
-        (directory / f"post-{number}.md").write_text(f"---\ntitle: Post {number}\ntags: [t]\n---\n{body}\n")
-    return directory
-
-
-def registry_with(*providers: FakeProvider) -> ProviderRegistry:
-    registry = ProviderRegistry({}, plugins=False)
-    for provider in providers:
-        registry.register(provider.info.name, provider)
-    return registry
-
-
-async def count(repository, model, *where) -> int:
-    async with repository.sessions() as session:
+async def count(database, model, *where) -> int:
+    async with database.sessions() as session:
         return await session.scalar(select(func.count()).select_from(model).where(*where))
 
 
-async def test_fallback_after_failures_is_recorded_in_the_ledger(tmp_path: Path, settings: Settings, repository) -> None:
+async def test_fallback_after_failures_is_recorded_in_the_ledger(tmp_path: Path, settings: Settings, database) -> None:
     flaky = FakeProvider("flaky", script=lambda request, n: Outcome.TRANSIENT)
     steady = FakeProvider("steady", cost_usd=0.04)
     posts = write_posts(tmp_path / "posts", 2, markers=1)  # 2 covers + 2 inline = 4 images
@@ -49,21 +34,21 @@ async def test_fallback_after_failures_is_recorded_in_the_ledger(tmp_path: Path,
     assert len(flaky.calls) == 4 * (1 + settings.retry_attempts) and len(steady.calls) == 4
     assert summary.provider_calls == len(flaky.calls) + len(steady.calls)
     assert summary.cost_usd == 4 * 0.04
-    assert await count(repository, GenerationAttempt, GenerationAttempt.outcome == "transient") == 12
-    async with repository.sessions() as session:
+    assert await count(database, GenerationAttempt, GenerationAttempt.outcome == "transient") == 12
+    async with database.sessions() as session:
         images = list(await session.scalars(select(GeneratedImage)))
     assert {image.provider for image in images} == {"steady"}
     assert all(image.cost_usd == 0.04 and image.alt_text and image.lqip for image in images)
 
 
-async def test_retry_counts_and_final_failure(tmp_path: Path, settings: Settings, repository) -> None:
+async def test_retry_counts_and_final_failure(tmp_path: Path, settings: Settings, database) -> None:
     always_down = FakeProvider("down", script=lambda request, n: Outcome.TRANSIENT)
     posts = write_posts(tmp_path / "posts", 1, markers=0)
     summary = await generate([posts], settings.model_copy(update={"retry_attempts": 3}),
                              providers=["down"], registry=registry_with(always_down), storage=MemoryStorage())
     assert (summary.succeeded, summary.failed, len(always_down.calls)) == (0, 1, 4)
     assert summary.failures[0][1] == "transient"
-    async with repository.sessions() as session:
+    async with database.sessions() as session:
         image = await session.scalar(select(GeneratedImage))
     assert (image.status, image.error_code, image.lease_token) == ("failed", "transient", None)
 
@@ -98,77 +83,71 @@ async def test_progress_events_arrive_in_order(tmp_path: Path, settings: Setting
     assert done_counts == list(range(1, 7))
 
 
-async def test_rerun_duplicates_nothing_and_calls_no_provider(tmp_path: Path, settings: Settings, repository) -> None:
+async def test_rerun_duplicates_nothing_and_calls_no_provider(tmp_path: Path, settings: Settings, database) -> None:
     storage = MemoryStorage()
     provider = FakeProvider("f")
     posts = write_posts(tmp_path / "posts", 3, markers=2)
     first = await generate([posts], settings, providers=["f"], registry=registry_with(provider), storage=storage)
     assert first.succeeded == 9
-    rows = {m: await count(repository, m) for m in (GeneratedImage, ImagePromptRow, ImageVariant, GenerationAttempt)}
+    rows = {m: await count(database, m) for m in (GeneratedImage, ImagePromptRow, ImageVariant, GenerationAttempt)}
     files, puts, calls = dict(storage.files), storage.puts, len(provider.calls)
     second = await generate([posts], settings, providers=["f"], registry=registry_with(provider), storage=storage)
     assert (second.queued, second.already_done, second.provider_calls) == (0, 9, 0)
     assert len(provider.calls) == calls and storage.puts == puts and storage.files == files
-    assert {m: await count(repository, m) for m in rows} == rows
+    assert {m: await count(database, m) for m in rows} == rows
     # Every catalogued file exists, and no variant is recorded twice.
-    async with repository.sessions() as session:
+    async with database.sessions() as session:
         keys = list(await session.scalars(select(ImageVariant.storage_key)))
         keys += list(await session.scalars(select(GeneratedImage.storage_key)))
         keys += list(await session.scalars(select(GeneratedImage.thumbnail_key)))
     assert set(keys) <= set(storage.files)
 
 
-async def test_a_lost_lease_cannot_complete_or_fail_the_job(tmp_path: Path, settings: Settings, repository) -> None:
+FINISHED = FinishedImage(
+    provider="late", model="m", cost_usd=0.0, latency_ms=1, processing_ms=1, width=1, height=1, format="webp",
+    bytes_original=1, bytes_stored=1, sha256="0" * 64, storage_key="aa/bb/late.webp", thumbnail_key="aa/bb/t.webp",
+    alt_text="", revised_prompt=None, lqip="", dominant_color="#000000", variants=())
+
+
+async def test_a_lost_lease_cannot_complete_or_fail_the_job(tmp_path: Path, settings: Settings, database) -> None:
     posts = write_posts(tmp_path / "posts", 1, markers=0)
     from blogimg.pipeline.generate import read_posts
 
-    batch = await repository.create_batch()
-    await repository.save_post_and_enqueue(read_posts([posts], settings)[0], batch)
-    engine = repository.engine
-    [stale] = await queue.claim_next_jobs(engine, owner="w1", limit=5, lease_seconds=0.0)
-    [fresh] = await queue.claim_next_jobs(engine, owner="w2", limit=5, lease_seconds=60)  # lease expired
+    queue = database.queue
+    await queue.enqueue(PostsToEnqueue(read_posts([posts], settings)))
+    [stale] = await queue.claim(owner="w1", limit=5, lease_seconds=0.0)
+    [fresh] = await queue.claim(owner="w2", limit=5, lease_seconds=60)  # lease expired
     assert stale.image_id == fresh.image_id and fresh.attempts == 2
-    assert not await queue.fail_job(engine, stale, "transient", "late")
-    async with repository.sessions.begin() as session:
-        assert not await queue.complete_job(session, stale, {"provider": "late"}, [])
-    assert await queue.heartbeat(engine, [stale], 60) == set()
-    assert await queue.heartbeat(engine, [fresh], 60) == {fresh.image_id}
-    assert await queue.fail_job(engine, fresh, "transient", "the holder may")
+    assert not await queue.fail(stale, "transient", "late")
+    assert not await queue.complete(stale, FINISHED)
+    assert not await queue.release(stale)
+    assert await queue.heartbeat([stale], 60) == set()
+    assert await queue.heartbeat([fresh], 60) == {fresh.image_id}
+    assert await queue.fail(fresh, "transient", "the holder may")
 
 
-async def test_dead_local_owner_releases_its_lease_at_once(tmp_path: Path, settings: Settings, repository) -> None:
+async def test_dead_local_owner_releases_its_lease_at_once(tmp_path: Path, settings: Settings, database) -> None:
     posts = write_posts(tmp_path / "posts", 1, markers=0)
     from blogimg.pipeline.generate import read_posts
 
-    batch = await repository.create_batch()
-    await repository.save_post_and_enqueue(read_posts([posts], settings)[0], batch)
-    engine = repository.engine
-    host = queue.lease_owner_name().rsplit(":", 1)[0]
-    await queue.claim_next_jobs(engine, owner=f"{host}:999999", limit=1, lease_seconds=3600)
-    assert await queue.claim_next_jobs(engine, owner="other", limit=1, lease_seconds=60) == []
-    assert await queue.expire_dead_local_leases(engine, is_alive=lambda pid: pid != 999999) == 1
-    assert len(await queue.claim_next_jobs(engine, owner="other", limit=1, lease_seconds=60)) == 1
+    queue = database.queue
+    await queue.enqueue(PostsToEnqueue(read_posts([posts], settings)))
+    host = lease_owner_name().rsplit(":", 1)[0]
+    await queue.claim(owner=f"{host}:999999", limit=1, lease_seconds=3600)
+    assert await queue.claim(owner="other", limit=1, lease_seconds=60) == []
+    assert await queue.expire_dead_local_leases(is_alive=lambda pid: pid != 999999) == 1
+    assert len(await queue.claim(owner="other", limit=1, lease_seconds=60)) == 1
 
 
-async def test_garbage_bytes_from_a_provider_fail_as_image_rejected(tmp_path: Path, settings: Settings, repository) -> None:
-    from blogimg.domain import ImageRequest, ProviderImage
-    from blogimg.providers.base import ProviderInfo
+async def test_garbage_bytes_from_a_provider_fail_as_image_rejected(tmp_path: Path, settings: Settings, database) -> None:
+    from blogimg.domain import ProviderImage
 
-    class Garbage:
-        info = ProviderInfo(name="garbage", description="returns HTML", models=("g",))
-
-        def __call__(self, settings: object) -> Garbage:
-            return self
-
-        async def generate(self, request: ImageRequest) -> ProviderImage:
-            return ProviderImage(data=b"<html>502 Bad Gateway</html>", model="g", cost_usd=0.02)
-
-        async def aclose(self) -> None: ...
-
+    garbage = FakeProvider("garbage", model="g", cost_usd=0.02,
+                           handler=lambda request, number: ProviderImage(data=b"<html>502 Bad Gateway</html>",
+                                                                         model="g", cost_usd=0.02))
     storage = MemoryStorage()
-    registry = ProviderRegistry({"garbage": Garbage()}, plugins=False)
     summary = await generate([write_posts(tmp_path / "posts", 1, markers=0)], settings,
-                             providers=["garbage"], registry=registry, storage=storage)
+                             providers=["garbage"], registry=registry_with(garbage), storage=storage)
     assert (summary.succeeded, summary.failed) == (0, 1)
     assert summary.failures[0][1] == "image_rejected" and "not a JPEG, PNG, WebP or AVIF" in summary.failures[0][2]
     assert summary.cost_usd == 0.02  # the call was paid for even though its output was useless

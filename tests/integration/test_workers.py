@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import func, select
 
 from blogimg.config import Settings
+from blogimg.db.queue import PostsToEnqueue
 from blogimg.db.tables import GeneratedImage, GenerationAttempt, ImageVariant
 from blogimg.pipeline.generate import read_posts
-from tests.conftest import REPOSITORY_ROOT
-from tests.integration.test_pipeline import write_posts
+from tests.support import REPOSITORY_ROOT, write_posts
 
 LEASE_SECONDS = 2.0
 
@@ -43,29 +43,29 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen:
     )
 
 
-async def succeeded(repository) -> int:
-    async with repository.sessions() as session:
+async def succeeded(database) -> int:
+    async with database.sessions() as session:
         return await session.scalar(
             select(func.count()).select_from(GeneratedImage).where(GeneratedImage.status == "succeeded"))
 
 
-async def wait_until(repository, count: int, workers: list[subprocess.Popen], timeout: float = 240) -> None:
+async def wait_until(database, count: int, workers: list[subprocess.Popen], timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if await succeeded(repository) >= count:
+        if await succeeded(database) >= count:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"fewer than {count} images succeeded within {timeout} s")
 
 
-async def held_leases(repository, worker: subprocess.Popen) -> dict[int, str]:
-    async with repository.sessions() as session:
+async def held_leases(database, worker: subprocess.Popen) -> dict[int, str]:
+    async with database.sessions() as session:
         return dict((await session.execute(
             select(GeneratedImage.id, GeneratedImage.lease_token).where(
                 GeneratedImage.status == "running", GeneratedImage.lease_owner.like(f"%:{worker.pid}")))).all())
 
 
-async def stop_until_taken_over(repository, worker: subprocess.Popen, tries: int = 5) -> None:
+async def stop_until_taken_over(database, worker: subprocess.Popen, tries: int = 5) -> None:
     """SIGSTOP the worker while it holds jobs, until another worker has taken at least one of them.
 
     A fixed sleep is not enough: the worker may be stopped holding no job, or (on SQLite) inside
@@ -74,14 +74,14 @@ async def stop_until_taken_over(repository, worker: subprocess.Popen, tries: int
     """
     for _ in range(tries):
         deadline = time.monotonic() + 10
-        while not await held_leases(repository, worker) and time.monotonic() < deadline:
+        while not await held_leases(database, worker) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         worker.send_signal(signal.SIGSTOP)
         await asyncio.sleep(0.2)  # a commit sent just before the stop becomes visible first
-        held = await held_leases(repository, worker)
+        held = await held_leases(database, worker)
         deadline = time.monotonic() + LEASE_SECONDS * 4
         while held and time.monotonic() < deadline:
-            async with repository.sessions() as session:
+            async with database.sessions() as session:
                 tokens = dict((await session.execute(
                     select(GeneratedImage.id, GeneratedImage.lease_token)
                     .where(GeneratedImage.id.in_(held)))).all())
@@ -96,10 +96,10 @@ async def stop_until_taken_over(repository, worker: subprocess.Popen, tries: int
 @pytest.mark.parametrize(("database_url", "processes", "posts"),
                          [("postgresql", 4, 100), ("sqlite", 2, 100)], indirect=["database_url"])
 async def test_workers_drain_the_queue_exactly_once_through_kill_and_stop(
-        tmp_path: Path, settings: Settings, repository, processes: int, posts: int) -> None:
+        tmp_path: Path, settings: Settings, database, processes: int, posts: int) -> None:
     # Enqueue: each post wants a cover and three inline images.
     for post in read_posts([write_posts(tmp_path / "posts", posts, markers=3)], settings):
-        await repository.save_post_and_enqueue(post, await repository.create_batch())
+        await database.queue.enqueue(PostsToEnqueue([post]))
     total = posts * 4
     logs = [tmp_path / f"worker-{n}.log" for n in range(processes)]
     workers = [start_worker(settings, log) for log in logs]
@@ -107,12 +107,12 @@ async def test_workers_drain_the_queue_exactly_once_through_kill_and_stop(
     try:
         # Stop one first, so the others (with two processes: the one about to be killed) take
         # over its expired leases; then kill one, whose jobs the survivors recover.
-        await wait_until(repository, total // 10, workers)
-        await stop_until_taken_over(repository, stopped)
+        await wait_until(database, total // 10, workers)
+        await stop_until_taken_over(database, stopped)
         stopped.send_signal(signal.SIGCONT)  # it wakes holding stale leases: fencing must refuse it
-        await wait_until(repository, total // 2, workers)
+        await wait_until(database, total // 2, workers)
         killed.send_signal(signal.SIGKILL)
-        await wait_until(repository, total, workers)
+        await wait_until(database, total, workers)
         for worker in workers[1:]:
             worker.send_signal(signal.SIGTERM)
         for worker in workers[1:]:
@@ -124,7 +124,7 @@ async def test_workers_drain_the_queue_exactly_once_through_kill_and_stop(
                 worker.wait()
     assert killed.returncode == -signal.SIGKILL
 
-    async with repository.sessions() as session:
+    async with database.sessions() as session:
         statuses = dict((await session.execute(
             select(GeneratedImage.status, func.count()).group_by(GeneratedImage.status))).all())
         assert statuses == {"succeeded": total}, statuses
@@ -148,9 +148,9 @@ async def test_workers_drain_the_queue_exactly_once_through_kill_and_stop(
     assert all("stopped after" in log.read_text() for log in logs[1:])  # SIGTERM: a clean exit
 
 
-async def test_sigterm_gives_unfinished_jobs_back_to_the_queue(tmp_path: Path, settings: Settings, repository) -> None:
+async def test_sigterm_gives_unfinished_jobs_back_to_the_queue(tmp_path: Path, settings: Settings, database) -> None:
     for post in read_posts([write_posts(tmp_path / "posts", 1, markers=1)], settings):
-        await repository.save_post_and_enqueue(post, await repository.create_batch())
+        await database.queue.enqueue(PostsToEnqueue([post]))
     environment = worker_environment(settings) | {"BLOGIMG_TEST_FAKE_LATENCY": "60", "BLOGIMG_SHUTDOWN_GRACE": "0.5"}
     log = tmp_path / "worker.log"
     worker = subprocess.Popen(
@@ -159,7 +159,7 @@ async def test_sigterm_gives_unfinished_jobs_back_to_the_queue(tmp_path: Path, s
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            async with repository.sessions() as session:
+            async with database.sessions() as session:
                 running = await session.scalar(select(func.count()).select_from(GeneratedImage)
                                                .where(GeneratedImage.status == "running"))
             if running == 2:
@@ -170,7 +170,7 @@ async def test_sigterm_gives_unfinished_jobs_back_to_the_queue(tmp_path: Path, s
     finally:
         if worker.poll() is None:
             worker.kill()
-    async with repository.sessions() as session:
+    async with database.sessions() as session:
         rows = (await session.execute(select(GeneratedImage.status, GeneratedImage.lease_token))).all()
     assert rows == [("queued", None), ("queued", None)], log.read_text()
     assert "gave 2 back to the queue" in log.read_text()

@@ -15,23 +15,22 @@ from blogimg.pipeline.generate import generate
 from blogimg.providers.openai import NAME as OPENAI
 from blogimg.providers.pricing import default_prices
 from blogimg.storage import MemoryStorage
-from tests.conftest import on_both_engines
 from tests.fakes.google_api import FakeGemini
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.server import LoopbackServer, Reply
-from tests.integration.test_pipeline import write_posts
+from tests.support import on_both_engines, write_posts
 
 TRANSIENT = {"rate_limited", "server_error", "overloaded"}
 
 
-async def ledger(repository, *columns, where=()) -> list:
-    async with repository.sessions() as session:
+async def ledger(database, *columns, where=()) -> list:
+    async with database.sessions() as session:
         return list((await session.execute(select(*columns).where(*where))).all())
 
 
 @on_both_engines
 async def test_fifty_with_transient_errors_and_one_refusal(
-        tmp_path: Path, provider_settings: Settings, repository, fake_openai: FakeOpenAI,
+        tmp_path: Path, provider_settings: Settings, database, fake_openai: FakeOpenAI,
         fake_gemini: FakeGemini) -> None:
     kinds = sorted(TRANSIENT)
     served = Counter()
@@ -63,7 +62,7 @@ async def test_fifty_with_transient_errors_and_one_refusal(
     assert (summary.succeeded, summary.failed) == (49, 1)
     assert [code for _, code, _ in summary.failures] == ["refused"]
     # The ledger and the servers agree call for call, outcome class by outcome class.
-    rows = await ledger(repository, GenerationAttempt.provider, GenerationAttempt.outcome)
+    rows = await ledger(database, GenerationAttempt.provider, GenerationAttempt.outcome)
     by_provider = Counter(provider for provider, _ in rows)
     assert by_provider["openai"] == fake_openai.generations
     assert by_provider["google"] == fake_gemini.generations
@@ -74,20 +73,20 @@ async def test_fifty_with_transient_errors_and_one_refusal(
     assert 0.2 <= answered["transient"] / fake_openai.generations <= 0.3  # the failures really happened
     assert fake_gemini.generations >= 1 and Counter(fake_gemini.behaviours)["ok"] >= 1
     # The batch's cost is the ledger's sum, and every image's cost is its own calls' sum.
-    costs = [cost for (cost,) in await ledger(repository, GenerationAttempt.cost_usd)]
+    costs = [cost for (cost,) in await ledger(database, GenerationAttempt.cost_usd)]
     assert None not in costs
     assert summary.cost_usd == pytest.approx(sum(costs), abs=1e-9) and summary.cost_usd > 0
-    images = await ledger(repository, GeneratedImage.id, GeneratedImage.cost_usd, GeneratedImage.status)
+    images = await ledger(database, GeneratedImage.id, GeneratedImage.cost_usd, GeneratedImage.status)
     for image_id, cost, status in images:
         if status == "succeeded":
-            (own,) = (await ledger(repository, func.sum(GenerationAttempt.cost_usd),
+            (own,) = (await ledger(database, func.sum(GenerationAttempt.cost_usd),
                                    where=[GenerationAttempt.image_id == image_id]))[0]
             assert cost == pytest.approx(own)
 
 
 @on_both_engines
 async def test_a_budget_that_fits_ten_images_pays_for_exactly_ten(
-        tmp_path: Path, provider_settings: Settings, repository, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, provider_settings: Settings, database, monkeypatch: pytest.MonkeyPatch) -> None:
     with FakeOpenAI(usage=False) as fake:  # no usage: each image costs its list price
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test-blogimg-fake")
         monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
@@ -104,12 +103,12 @@ async def test_a_budget_that_fits_ten_images_pays_for_exactly_ten(
     assert {code for _, code, _ in summary.failures} == {"budget"}
     assert all("daily budget" in message for _, _, message in summary.failures)
     assert summary.provider_calls == 10 and summary.cost_usd == pytest.approx(10 * price)
-    pending = await ledger(repository, GenerationAttempt.id, where=[GenerationAttempt.outcome == "pending"])
+    pending = await ledger(database, GenerationAttempt.id, where=[GenerationAttempt.outcome == "pending"])
     assert pending == []
 
 
 async def test_a_url_at_a_private_address_is_refused_without_connecting(
-        tmp_path: Path, provider_settings: Settings, repository, fake_openai: FakeOpenAI) -> None:
+        tmp_path: Path, provider_settings: Settings, database, fake_openai: FakeOpenAI) -> None:
     with LoopbackServer(lambda request: Reply(200, b"secret")) as internal:
         fake_openai.private_url = f"{internal.url}/latest/meta-data"
         fake_openai.script = lambda prompt, number: "url_private"
@@ -121,12 +120,12 @@ async def test_a_url_at_a_private_address_is_refused_without_connecting(
     assert summary.failed == 1 and summary.failures[0][1] == "download_refused"
     assert "not a public address" in summary.failures[0][2]
     # The provider made (and billed) the image, so the call's cost stays in the ledger.
-    (cost,) = (await ledger(repository, GenerationAttempt.cost_usd))[0]
+    (cost,) = (await ledger(database, GenerationAttempt.cost_usd))[0]
     assert cost == default_prices().image_price(OPENAI, "gpt-image-1.5", "1536x1024", "high")
 
 
 async def test_a_truncated_image_fails_as_rejected_with_its_cost_kept(
-        tmp_path: Path, provider_settings: Settings, repository, fake_openai: FakeOpenAI) -> None:
+        tmp_path: Path, provider_settings: Settings, database, fake_openai: FakeOpenAI) -> None:
     fake_openai.script = lambda prompt, number: "truncated"
     posts = write_posts(tmp_path / "posts", 1, markers=0)
     summary = await generate([posts], provider_settings, providers=["openai"], storage=MemoryStorage())
@@ -145,7 +144,7 @@ async def test_quota_pauses_openai_and_google_serves_the_rest(
 
 
 async def test_vision_alt_text_captions_the_stored_image_and_is_in_the_ledger(
-        tmp_path: Path, provider_settings: Settings, repository, fake_openai: FakeOpenAI,
+        tmp_path: Path, provider_settings: Settings, database, fake_openai: FakeOpenAI,
         fake_gemini: FakeGemini) -> None:
     settings = provider_settings.model_copy(update={"alt_text_vision": "google", "alt_text_max_chars": 40})
     posts = tmp_path / "posts"
@@ -154,7 +153,7 @@ async def test_vision_alt_text_captions_the_stored_image_and_is_in_the_ledger(
                                     "Mon phare -->\n")
     summary = await generate([posts], settings, providers=["openai"], storage=MemoryStorage())
     assert summary.succeeded == 2
-    alts = {alt for (alt,) in await ledger(repository, GeneratedImage.alt_text)}
+    alts = {alt for (alt,) in await ledger(database, GeneratedImage.alt_text)}
     # The author's own alt text is kept; the cover gets the model's caption, cut to 40 characters.
     assert "Mon phare" in alts
     caption = next(alt for alt in alts if alt != "Mon phare")
@@ -164,7 +163,7 @@ async def test_vision_alt_text_captions_the_stored_image_and_is_in_the_ledger(
     blob = parts[0]["inlineData"]  # protobuf JSON: the SDK spells the field mime_type, the docs mimeType
     assert blob.get("mimeType", blob.get("mime_type")) in ("image/webp", "image/jpeg")
     assert "Lighthouses" in parts[1]["text"] and "'fr'" in parts[1]["text"]
-    rows = await ledger(repository, GenerationAttempt.provider, GenerationAttempt.model, GenerationAttempt.cost_usd)
+    rows = await ledger(database, GenerationAttempt.provider, GenerationAttempt.model, GenerationAttempt.cost_usd)
     assert ("google", "gemini-2.5-flash") in {(p, m) for p, m, _ in rows}
     assert summary.provider_calls == fake_openai.generations + fake_gemini.generations == 3
 
@@ -180,7 +179,7 @@ async def test_vision_alt_text_without_a_key_is_one_clear_error(tmp_path: Path, 
 
 def test_the_cli_uses_the_sdk_variables_and_reports_cost_and_failures(tmp_path: Path) -> None:
     from tests.fakes.openai_api import API_KEY
-    from tests.integration.cli_helpers import run_cli
+    from tests.support import run_cli
 
     with FakeOpenAI(lambda prompt, number: "refused" if "post 1" in prompt.lower() else "ok") as fake:
         posts = write_posts(tmp_path / "posts", 2, markers=0)

@@ -83,3 +83,23 @@ def test_the_real_providers_declare_their_sdks() -> None:
     assert registry.info("openai").requires == ("openai", "httpx2")
     assert registry.info("google").requires == ("google.genai", "httpx2")
     assert registry.missing_modules("openai") == [] and registry.missing_modules("google") == []
+
+
+def test_the_default_order_ends_with_the_named_fallback_not_every_offline_plugin() -> None:
+    from blogimg.providers.registry import DEFAULT_FALLBACK
+
+    registry = ProviderRegistry()
+    registry.register("local", FakeProvider("local"))  # offline, needs no key: still not a default
+    assert registry.default_order() == [DEFAULT_FALLBACK] == ["card"]
+    with pytest.raises(ConfigurationError, match="no providers selected; name at least one, e.g. --providers card"):
+        registry.build([], Settings())
+
+
+def test_captioners_have_their_own_registry_and_entry_point_group() -> None:
+    from blogimg.providers.registry import CaptionerRegistry
+
+    registry = CaptionerRegistry(plugins=False)
+    assert registry.names() == ["google", "openai"]
+    assert registry.info("openai").key_env_vars == ProviderRegistry().info("openai").key_env_vars
+    with pytest.raises(ConfigurationError, match="unknown captioner 'card'"):
+        registry.factory("card")

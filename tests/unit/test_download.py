@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+import threading
+
+import httpcore2
 import pytest
 
 from blogimg.providers.download import (
     DownloadPolicy,
     DownloadRefusedError,
     ImageDownloader,
+    PublicOnlyBackend,
     address_refusal,
 )
 from tests.fakes.server import LoopbackServer, Reply
@@ -44,19 +50,75 @@ async def test_every_spelling_of_loopback_is_refused_before_connecting(host: str
         assert server.connections == 0 and downloader.backend.connected == []
 
 
-async def test_the_checked_address_is_the_one_connected_to() -> None:
-    # A resolver that answers differently on each lookup (DNS rebinding) cannot slip through:
-    # the check and the connection use one lookup's answer.
-    answers = iter([["8.8.8.8"], ["127.0.0.1"]])
+class RebindingDNS:
+    """DNS for one name that rebinds: a public address on the first lookup, loopback on every later one.
 
-    async def rebinding(host: str, port: int) -> list[str]:
-        return next(answers)
+    Installed as ``socket.getaddrinfo``, it answers every lookup in the process: the backend's
+    resolver's (``system_resolver``) and the real network backend's, were it handed the name.
+    """
 
-    downloader = ImageDownloader(DownloadPolicy(timeout=0.5), resolver=rebinding)
-    with pytest.raises(Exception):  # noqa: B017 (8.8.8.8 is unreachable here; any failure will do)
-        await downloader.fetch("http://images.example/a.png")
-    assert downloader.backend.connected in ([], ["8.8.8.8"])
-    await downloader.aclose()
+    def __init__(self, name: str, first: str, later: str) -> None:
+        self.name, self.first, self.later = name, first, later
+        self.lookups: list[str] = []
+        self._real = socket.getaddrinfo
+        self._lock = threading.Lock()  # lookups run in the event loop's executor threads
+
+    def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):  # type: ignore[no-untyped-def]
+        name = host.decode() if isinstance(host, bytes) else host
+        if name != self.name:
+            return self._real(host, port, family, type, proto, flags)
+        with self._lock:
+            self.lookups.append(name)
+            address = self.first if len(self.lookups) == 1 else self.later
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, int(port or 0)))]
+
+
+class OnThisMachineOnly(httpcore2.AsyncNetworkBackend):
+    """The real network backend, except that an address off this machine fails at once, unsent."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []  #: every host it was asked to connect to, as given
+        self._real = httpcore2.AnyIOBackend()
+
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):  # type: ignore[no-untyped-def]
+        self.asked.append(host)
+        try:
+            off_machine = not ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            off_machine = False  # a name: the real backend looks it up, as it would in production
+        if off_machine:
+            raise httpcore2.ConnectError(f"{host} is off this machine, and tests never leave it")
+        return await self._real.connect_tcp(host, port, timeout=timeout, local_address=local_address,
+                                            socket_options=socket_options)
+
+    async def connect_unix_socket(self, path, timeout=None, socket_options=None):  # type: ignore[no-untyped-def]
+        raise httpcore2.ConnectError("no unix sockets here")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._real.sleep(seconds)
+
+
+async def test_a_rebinding_name_is_looked_up_once_and_the_checked_address_is_the_one_connected_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # DNS rebinding: the name passes the check as a public address, then points at loopback. An
+    # implementation that looks the name up again to connect (itself, or by handing the name to
+    # the network backend) reaches the loopback server; the pinned one connects to the address
+    # it checked, which here fails at once without leaving the machine.
+    dns = RebindingDNS("images.example", first="93.184.216.34", later="127.0.0.1")
+    monkeypatch.setattr(socket, "getaddrinfo", dns.getaddrinfo)
+    network = OnThisMachineOnly()
+    backend = PublicOnlyBackend(inner=network)  # the default resolver, system_resolver, asks `dns`
+    with LoopbackServer(lambda request: Reply(200, b"internal secret")) as internal:
+        port = internal.url.rsplit(":", 1)[1]
+        # Wired as ImageDownloader wires it: one pool over the checking backend, no retries.
+        async with httpcore2.AsyncConnectionPool(network_backend=backend, retries=0) as pool:
+            with pytest.raises(httpcore2.ConnectError, match="tests never leave it"):
+                await pool.request("GET", f"http://images.example:{port}/a.png")
+    assert internal.connections == 0 and internal.requests == []
+    assert dns.lookups == ["images.example"]  # one lookup per connection: its answer is checked and used
+    assert network.asked == ["93.184.216.34"]  # connected to by address, never by name
+    assert backend.connected == []
 
 
 async def test_a_mixed_answer_is_refused() -> None:

@@ -40,20 +40,20 @@ def test_importing_blogimg_reads_no_settings(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-async def test_sqlite_runs_in_wal_with_a_busy_timeout(repository) -> None:
-    async with repository.engine.connect() as connection:
+async def test_sqlite_runs_in_wal_with_a_busy_timeout(database) -> None:
+    async with database.engine.connect() as connection:
         assert (await connection.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
         assert (await connection.execute(text("PRAGMA busy_timeout"))).scalar() == 30000
         assert (await connection.execute(text("PRAGMA foreign_keys"))).scalar() == 1
 
 
-async def test_updated_at_is_maintained(repository) -> None:
-    async with repository.sessions.begin() as session:
+async def test_updated_at_is_maintained(database) -> None:
+    async with database.sessions.begin() as session:
         post = BlogPost(slug="s", title="t", markdown="m")
         session.add(post)
     created = post.updated_at
-    async with repository.sessions.begin() as session:
+    async with database.sessions.begin() as session:
         await session.execute(update(BlogPost).where(BlogPost.id == post.id).values(title="new"))
-    async with repository.sessions() as session:
+    async with database.sessions() as session:
         changed = await session.scalar(select(BlogPost.updated_at).where(BlogPost.id == post.id))
     assert changed > created

@@ -6,6 +6,9 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.json_schema import SkipJsonSchema
+
+from blogimg.domain import Status
 
 Kind = Literal["cover", "inline", "section"]
 Quality = Literal["low", "medium", "high", "auto"]
@@ -46,8 +49,10 @@ class GenerateRequest(Strict):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "anyOf": [{"required": ["blog_post_id"]}, {"required": ["prompts"]}]})
 
-    blog_post_id: int = Field(None, ge=1, le=2**31 - 1, description="Queue this post's own prompts")  # type: ignore[assignment]
-    prompts: list[PromptIn] = Field(None, min_length=1, max_length=50)  # type: ignore[assignment]
+    # SkipJsonSchema: absent is allowed, but null is not a value the schema offers.
+    blog_post_id: int | SkipJsonSchema[None] = Field(None, ge=1, le=2**31 - 1,
+                                                     description="Queue this post's own prompts")
+    prompts: list[PromptIn] | SkipJsonSchema[None] = Field(None, min_length=1, max_length=50)
     options: GenerateOptions | None = None
 
 
@@ -71,7 +76,7 @@ class FocalPoint(Strict):
 
 class ImageOut(BaseModel):
     id: int
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: Status
     prompt_id: int
     post_id: int
     batch_id: int | None
@@ -117,7 +122,7 @@ class ImageUpdate(Strict):
 class StatsRow(BaseModel):
     provider: str | None
     model: str | None
-    status: str
+    status: Status
     day: str
     count: int
     success_rate: float | None

@@ -1,7 +1,7 @@
-"""The queries behind the REST API: images with their variants, search pages, stats, batches.
+"""The catalogue of images: read, edit, delete and search images with their variants; events.
 
-Kept apart from db/repository.py (the pipeline's queries) so each stays small. Handlers call
-these and nothing else touches the tables.
+Job state is the queue's (db/queue.py) and summaries are reporting's (db/reporting.py); handlers
+and commands call these and nothing else touches the tables.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypedDict
 
-from sqlalchemy import case, delete, func, or_, select, tuple_, union_all, update
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy import ColumnElement, delete, func, or_, select, tuple_, union_all
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 
-from blogimg.db.queue import record_events
 from blogimg.db.tables import (
-    Batch,
     BlogPost,
     GeneratedImage,
     GenerationAttempt,
@@ -28,7 +28,6 @@ from blogimg.db.tables import (
     utcnow,
 )
 from blogimg.db.text_search import TextIndex
-from blogimg.domain import Status
 from blogimg.errors import InputError
 
 
@@ -37,6 +36,16 @@ class ImageWithVariants:
     image: GeneratedImage
     prompt: str
     variants: list[ImageVariant]
+
+
+class ImageEdit(TypedDict, total=False):
+    """The fields ``PUT /api/images/{id}`` may change; a field left out stays as it is."""
+
+    alt_text: str | None
+    rating: int | None
+    tags: list[str]
+    focal_x: float | None
+    focal_y: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,19 +72,15 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _percentile(values: Sequence[int], fraction: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return float(ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))])
-
 
 class Catalog:
+    """Images, their variants and their events."""
+
     def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker) -> None:
         self.engine, self.sessions = engine, sessions
         self.text_index = TextIndex(engine)
 
-    async def _with_variants(self, session, images: Sequence[GeneratedImage]) -> list[ImageWithVariants]:  # type: ignore[no-untyped-def]
+    async def _with_variants(self, session: AsyncSession, images: Sequence[GeneratedImage]) -> list[ImageWithVariants]:
         if not images:
             return []
         ids = [image.id for image in images]
@@ -94,9 +99,16 @@ class Catalog:
             image = await session.get(GeneratedImage, image_id)
             return (await self._with_variants(session, [image]))[0] if image else None
 
-    async def images_of(self, owner: type[BlogPost] | type[ImagePromptRow], owner_id: int) -> list[ImageWithVariants] | None:
-        """Every image of one post or one prompt, oldest first; None when there is no such owner."""
-        column = GeneratedImage.post_id if owner is BlogPost else GeneratedImage.prompt_id
+    async def images_of_post(self, post_id: int) -> list[ImageWithVariants] | None:
+        """Every image of one post, oldest first; None when there is no such post."""
+        return await self._images_of(BlogPost, GeneratedImage.post_id, post_id)
+
+    async def images_of_prompt(self, prompt_id: int) -> list[ImageWithVariants] | None:
+        """Every image (variation) of one prompt, oldest first; None when there is no such prompt."""
+        return await self._images_of(ImagePromptRow, GeneratedImage.prompt_id, prompt_id)
+
+    async def _images_of(self, owner: type[BlogPost] | type[ImagePromptRow], column: InstrumentedAttribute[int],
+                         owner_id: int) -> list[ImageWithVariants] | None:
         async with self.sessions() as session:
             if await session.get(owner, owner_id) is None:
                 return None
@@ -104,13 +116,15 @@ class Catalog:
                 select(GeneratedImage).where(column == owner_id).order_by(GeneratedImage.id)))
             return await self._with_variants(session, images)
 
-    async def update_image(self, image_id: int, values: dict) -> ImageWithVariants | None:
+    async def update_image(self, image_id: int, edit: ImageEdit) -> ImageWithVariants | None:
+        """Change what people curate (alt text, rating, tags, focal point); never the job's state."""
         async with self.sessions.begin() as session:
-            result = await session.execute(
-                update(GeneratedImage).where(GeneratedImage.id == image_id)
-                .values(**values, updated_at=utcnow()).execution_options(synchronize_session=False))
-            if not result.rowcount:
+            image = await session.get(GeneratedImage, image_id)
+            if image is None:
                 return None
+            for name, value in edit.items():
+                setattr(image, name, value)
+            image.updated_at = utcnow()
         return await self.image(image_id)
 
     async def delete_image(self, image_id: int) -> list[str] | None:
@@ -131,7 +145,7 @@ class Catalog:
             still_used = await self._referenced(session, keys)
             return sorted(keys - still_used)
 
-    async def _referenced(self, session, keys: set[str]) -> set[str]:  # type: ignore[no-untyped-def]
+    async def _referenced(self, session: AsyncSession, keys: set[str]) -> set[str]:
         if not keys:
             return set()
         used = union_all(
@@ -140,19 +154,6 @@ class Catalog:
             select(ImageVariant.storage_key).where(ImageVariant.storage_key.in_(keys)),
         ).subquery()
         return set((await session.scalars(select(used.c.key))).all())
-
-    async def retry(self, image_id: int) -> str | None:
-        """Put a failed image back in the queue; return its status before, or None if unknown."""
-        async with self.sessions.begin() as session:
-            image = await session.get(GeneratedImage, image_id)
-            if image is None:
-                return None
-            before = image.status
-            if before == Status.FAILED:
-                image.status, image.error_code, image.error_message, image.attempts = Status.QUEUED, None, None, 0
-                await session.flush()
-                await record_events(session, [(image.id, image.batch_id)], Status.QUEUED)
-            return before
 
     async def search(self, *, text: str | None, provider: str | None, status: str | None, post_id: int | None,
                      created_from: datetime | None, created_to: datetime | None, cursor: str | None,
@@ -184,7 +185,7 @@ class Catalog:
         last = images[-1] if more and images else None
         return Page(items, encode_cursor(last.created_at, last.id) if last else None)
 
-    async def _text_filter(self, session, phrase: str):  # type: ignore[no-untyped-def]
+    async def _text_filter(self, session: AsyncSession, phrase: str) -> ColumnElement[bool]:
         """Prompt or alt text contains ``phrase``: by id from the trigram index, or by scanning."""
         pattern = "%" + _escape_like(phrase) + "%"
         indexed = await self.text_index.condition(session, phrase, pattern)
@@ -192,60 +193,6 @@ class Catalog:
             return indexed
         matching_prompts = select(ImagePromptRow.id).where(ImagePromptRow.prompt.ilike(pattern, escape="\\"))
         return or_(GeneratedImage.prompt_id.in_(matching_prompts), GeneratedImage.alt_text.ilike(pattern, escape="\\"))
-
-    async def stats(self) -> list[dict]:
-        """Per provider, model, status and day: counts, success rate, p50/p95 latency, cost, bytes."""
-        # The UTC day as text, spelled per engine (SQLite has no DATE type to cast to).
-        if self.engine.dialect.name == "sqlite":
-            day = func.strftime("%Y-%m-%d", GeneratedImage.created_at)
-        else:
-            day = func.to_char(GeneratedImage.created_at, "YYYY-MM-DD")
-        async with self.sessions() as session:
-            rows = (await session.execute(
-                select(GeneratedImage.provider, GeneratedImage.model, GeneratedImage.status, day,
-                       func.count(), func.coalesce(func.sum(GeneratedImage.cost_usd), 0.0),
-                       func.sum(case((GeneratedImage.cost_usd.is_(None) & (GeneratedImage.status == Status.SUCCEEDED), 1),
-                                     else_=0)),
-                       func.coalesce(func.sum(GeneratedImage.bytes_stored), 0))
-                .group_by(GeneratedImage.provider, GeneratedImage.model, GeneratedImage.status, day)
-                .order_by(day, GeneratedImage.provider, GeneratedImage.model, GeneratedImage.status))).all()
-            latencies: dict[tuple, list[int]] = defaultdict(list)
-            for provider, model, status, when, latency in (await session.execute(
-                    select(GeneratedImage.provider, GeneratedImage.model, GeneratedImage.status, day,
-                           GeneratedImage.latency_ms).where(GeneratedImage.latency_ms.is_not(None)))).all():
-                latencies[(provider, model, status, str(when))].append(latency)
-        totals: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
-        for provider, model, status, when, count, *_ in rows:
-            totals[(provider, model, str(when))][0] += count
-            totals[(provider, model, str(when))][1] += count if status == Status.SUCCEEDED else 0
-        result = []
-        for provider, model, status, when, count, cost, unknown, stored in rows:
-            finished, succeeded = totals[(provider, model, str(when))]
-            values = latencies.get((provider, model, status, str(when)), [])
-            result.append({
-                "provider": provider, "model": model, "status": status, "day": str(when), "count": count,
-                "success_rate": round(succeeded / finished, 4) if finished else None,
-                "latency_p50_ms": _percentile(values, 0.5), "latency_p95_ms": _percentile(values, 0.95),
-                "cost_usd": round(float(cost), 6), "unknown_cost_images": int(unknown or 0), "bytes_stored": int(stored),
-            })
-        return result
-
-    async def batch(self, batch_id: int) -> dict | None:
-        async with self.sessions() as session:
-            batch = await session.get(Batch, batch_id)
-            if batch is None:
-                return None
-            counts = {status.value: 0 for status in Status}
-            counts.update(dict((await session.execute(
-                select(GeneratedImage.status, func.count()).where(GeneratedImage.batch_id == batch_id)
-                .group_by(GeneratedImage.status))).all()))
-            cost = await session.scalar(
-                select(func.coalesce(func.sum(GenerationAttempt.cost_usd), 0.0))
-                .join(GeneratedImage, GeneratedImage.id == GenerationAttempt.image_id)
-                .where(GeneratedImage.batch_id == batch_id, GenerationAttempt.started_at >= batch.created_at))
-        done = counts[Status.QUEUED] == 0 and counts[Status.RUNNING] == 0
-        return {"id": batch.id, "done": done, "counts": counts, "cost_usd": round(float(cost or 0), 6),
-                "image_ids": list(batch.image_ids or [])}
 
     async def events_after(self, last_id: int, limit: int = 200) -> list[ImageEvent]:
         async with self.sessions() as session:

@@ -8,9 +8,16 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from blogimg.errors import ConfigurationError, DatabaseError
 
@@ -32,7 +39,7 @@ def create_engine(database_url: str) -> AsyncEngine:
     engine = create_async_engine(url, connect_args={"timeout": 30})
 
     @event.listens_for(engine.sync_engine, "connect")
-    def _configure(connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def _configure(connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
         connection.isolation_level = None
         cursor = connection.cursor()
@@ -43,7 +50,7 @@ def create_engine(database_url: str) -> AsyncEngine:
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
-    def _begin(connection) -> None:  # type: ignore[no-untyped-def]
+    def _begin(connection: Connection) -> None:
         # Take the write lock up front: a deferred transaction that reads and then writes can
         # fail with SQLITE_BUSY at once when another writer committed in between, whereas
         # BEGIN IMMEDIATE waits its turn under busy_timeout. WAL keeps readers unblocked.
@@ -52,7 +59,7 @@ def create_engine(database_url: str) -> AsyncEngine:
     return engine
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker:
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
@@ -71,7 +78,7 @@ def alembic_config() -> Config:
     return config
 
 
-def _upgrade(connection) -> None:  # type: ignore[no-untyped-def]
+def _upgrade(connection: Connection) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
@@ -94,7 +101,7 @@ def _ensure_directory(directory: Path) -> None:
         ) from None
 
 
-async def open_database(database_url: str) -> tuple[AsyncEngine, async_sessionmaker]:
+async def open_database(database_url: str) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
     """Create the engine, migrate, and return it with a session factory."""
     engine = create_engine(database_url)
     try:

@@ -1,27 +1,46 @@
-"""The job queue: rows of ``generated_images``. Every state change of a job lives here.
+"""The job queue: rows of ``generated_images``. Every state change of a job lives here, and only here.
 
 A worker *claims* jobs with one atomic UPDATE … RETURNING, taking queued rows and running rows
 whose lease has expired, and stamps them with a fresh lease token. Every later change
-(heartbeat, completion, failure) names that token in its WHERE clause, so a worker
+(heartbeat, completion, failure, release) names that token in its WHERE clause, so a worker
 that lost its lease — paused, partitioned, presumed dead — changes nothing when it wakes up.
 On PostgreSQL the candidate rows are picked with FOR UPDATE SKIP LOCKED so workers never wait
 on each other; on SQLite the statement runs under BEGIN IMMEDIATE, which serialises writers.
+
+Every change of status goes through :meth:`JobQueue._changed` in the transaction that makes it:
+that is where its event row is written (and where rollups and webhook deliveries hook in), so a
+reader never sees a report of a change that did not commit, nor a change without its report.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy import ColumnElement, Update, and_, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from blogimg.db.tables import GeneratedImage, ImageEvent, ImageVariant, utcnow
-from blogimg.domain import Status
+from blogimg.db import posts
+from blogimg.db.leases import local_prefix, process_alive
+from blogimg.db.posts import PromptSpec
+from blogimg.db.tables import (
+    Batch,
+    BlogPost,
+    GeneratedImage,
+    ImageEvent,
+    ImagePromptRow,
+    ImageVariant,
+    utcnow,
+)
+from blogimg.domain import ExtractedPost, FinishedImage, Status
+from blogimg.errors import ConflictError
+
+ChangedRows = Sequence[tuple[int, int | None]]  #: (image id, batch id) of each job that changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,212 +52,383 @@ class ClaimedJob:
     attempts: int  #: claims of this job so far, this one included
 
 
-def local_prefix() -> str:
-    """This host and PID namespace: two containers may share a host name but not their PIDs.
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a worker needs to make one image."""
 
-    Only owners with the same prefix can be judged dead by their PID; anything else waits for
-    its lease to expire.
-    """
-    try:
-        namespace = os.readlink("/proc/self/ns/pid").removeprefix("pid:").strip("[]")
-    except OSError:  # not Linux: the host name alone
-        namespace = ""
-    host = socket.gethostname().replace(":", "-")
-    return f"{host}~{namespace}" if namespace else host
+    image_id: int
+    prompt: ImagePromptRow
+    post: BlogPost
+    options: dict[str, Any]  #: per-job choices from the API ({} = the worker's defaults)
 
 
-def lease_owner_name() -> str:
-    """``host~pidns:pid``: lets a worker in the same PID namespace see that an owner is gone."""
-    return f"{local_prefix()}:{os.getpid()}"
+@dataclass(frozen=True, slots=True)
+class PostsToEnqueue:
+    """Posts read from markdown: save each with its prompts and queue what is not made yet."""
+
+    posts: Sequence[ExtractedPost]
 
 
-async def claim_next_jobs(
-    engine: AsyncEngine,
-    *,
-    owner: str,
-    limit: int,
-    lease_seconds: float,
-    batch_id: int | None = None,
-) -> list[ClaimedJob]:
-    """Claim up to ``limit`` jobs (oldest first) in one statement; [] when none are ready."""
-    if limit <= 0:
-        return []
-    now = utcnow()
-    token = uuid.uuid4().hex
-    claimable = or_(
-        GeneratedImage.status == Status.QUEUED,
-        and_(GeneratedImage.status == Status.RUNNING, GeneratedImage.lease_expires_at < now),
-    )
-    candidates = select(GeneratedImage.id).where(claimable).order_by(GeneratedImage.id).limit(limit)
-    if batch_id is not None:
-        candidates = candidates.where(GeneratedImage.batch_id == batch_id)
-    if engine.dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    statement = (
-        update(GeneratedImage)
-        .where(GeneratedImage.id.in_(candidates.scalar_subquery()))
-        .values(
-            status=Status.RUNNING,
-            lease_owner=owner,
-            lease_token=token,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            attempts=GeneratedImage.attempts + 1,
-            started_at=now,
-            updated_at=now,
-        )
-        .returning(GeneratedImage.id, GeneratedImage.attempts, GeneratedImage.batch_id)
-        .execution_options(synchronize_session=False)
-    )
-    async with engine.begin() as connection:
-        rows = (await connection.execute(statement)).all()
-        await record_events(connection, [(row.id, row.batch_id) for row in rows], Status.RUNNING)
-    return sorted((ClaimedJob(row.id, token, row.attempts) for row in rows), key=lambda job: job.image_id)
+@dataclass(frozen=True, slots=True)
+class PromptsToEnqueue:
+    """An API request: explicit prompts and/or a post's own, each in ``variations`` variations."""
+
+    post_id: int | None
+    prompts: Sequence[PromptSpec]
+    variations: int = 1
+    options: dict[str, Any] | None = None  #: per-job choices; None = the worker's defaults
+    idempotency_key: str | None = None
+    request_hash: str | None = None
 
 
-async def heartbeat(engine: AsyncEngine, jobs: Iterable[ClaimedJob], lease_seconds: float) -> set[int]:
-    """Extend the leases of ``jobs``; return the ids still held (a lost one is missing)."""
-    held: set[int] = set()
-    expires = utcnow() + timedelta(seconds=lease_seconds)
-    async with engine.begin() as connection:
-        for job in jobs:
-            result = await connection.execute(
-                _fenced(job).values(lease_expires_at=expires, updated_at=utcnow())
-            )
-            if result.rowcount:
-                held.add(job.image_id)
-    return held
+@dataclass(frozen=True, slots=True)
+class FailedToRetry:
+    """Failed images to make again: these ids, or every failed image when None."""
+
+    image_ids: Sequence[int] | None = None
 
 
-async def complete_job(
-    session: AsyncSession, job: ClaimedJob, values: dict, variants: Sequence[dict]
-) -> bool:
-    """Mark the job succeeded and add its variants, in the caller's transaction.
-
-    Returns False (and changes nothing) when the lease was lost; the files already stored are
-    content-addressed, so the worker that does hold the job will write the very same keys.
-    """
-    changed = (await session.execute(
-        _fenced(job).values(
-            status=Status.SUCCEEDED, error_code=None, error_message=None, lease_owner=None,
-            lease_token=None, lease_expires_at=None, finished_at=utcnow(), **values,
-        ).returning(GeneratedImage.id, GeneratedImage.batch_id)
-    )).all()
-    if not changed:
-        return False
-    await record_events(session, changed, Status.SUCCEEDED)
-    for variant in variants:
-        session.add(ImageVariant(image_id=job.image_id, **variant))
-    return True
+Work = PostsToEnqueue | PromptsToEnqueue | FailedToRetry
 
 
-async def fail_job(engine: AsyncEngine, job: ClaimedJob, code: str, message: str) -> bool:
-    """Mark the job failed for good with ``code`` (an outcome class or a pipeline code)."""
-    async with engine.begin() as connection:
-        changed = (await connection.execute(
-            _fenced(job).values(
-                status=Status.FAILED, error_code=code, error_message=message[:2000],
-                lease_owner=None, lease_token=None, lease_expires_at=None, finished_at=utcnow(),
-            ).returning(GeneratedImage.id, GeneratedImage.batch_id)
-        )).all()
-        await record_events(connection, changed, Status.FAILED)
-    return bool(changed)
+@dataclass(frozen=True, slots=True)
+class BatchEnqueued:
+    """A batch in the queue: every image it names, and which of them it queued."""
+
+    batch_id: int
+    image_ids: tuple[int, ...]  #: every image the request names, made already or queued now
+    queued_ids: tuple[int, ...]
+    created: bool = True  #: False when an earlier request with the same idempotency key made it
+    post_ids: tuple[int, ...] = field(default=())  #: the posts saved, in the order given
 
 
-async def release_job(engine: AsyncEngine, job: ClaimedJob) -> bool:
-    """Give a held job back to the queue untouched (a worker shutting down); fenced like the rest."""
-    async with engine.begin() as connection:
-        changed = (await connection.execute(
-            _fenced(job).values(status=Status.QUEUED, lease_owner=None, lease_token=None,
-                                lease_expires_at=None, updated_at=utcnow())
-            .returning(GeneratedImage.id, GeneratedImage.batch_id)
-        )).all()
-        await record_events(connection, changed, Status.QUEUED)
-    return bool(changed)
 
+class JobQueue:
+    """Enqueue, claim, heartbeat, complete, fail, release, requeue and cancel jobs."""
 
-async def fail_exhausted_jobs(engine: AsyncEngine, max_attempts: int) -> int:
-    """Fail claimable jobs that have already been claimed ``max_attempts`` times (crash loops)."""
-    now = utcnow()
-    async with engine.begin() as connection:
-        changed = (await connection.execute(
-            update(GeneratedImage)
-            .where(
-                GeneratedImage.attempts >= max_attempts,
-                or_(
-                    GeneratedImage.status == Status.QUEUED,
-                    and_(GeneratedImage.status == Status.RUNNING, GeneratedImage.lease_expires_at < now),
-                ),
-            )
-            .values(
-                status=Status.FAILED, error_code="max_attempts",
-                error_message=f"claimed {max_attempts} times without finishing",
-                lease_owner=None, lease_token=None, lease_expires_at=None, finished_at=now,
-            )
-            .returning(GeneratedImage.id, GeneratedImage.batch_id)
-            .execution_options(synchronize_session=False)
-        )).all()
-        await record_events(connection, changed, Status.FAILED)
-    return len(changed)
+    def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.engine, self.sessions = engine, sessions
 
+    # Enqueueing ----------------------------------------------------------------------------
 
-async def expire_dead_local_leases(
-    engine: AsyncEngine, is_alive: Callable[[int], bool] | None = None
-) -> int:
-    """Expire leases held by processes on this host that no longer exist.
+    async def enqueue(self, work: Work) -> BatchEnqueued:
+        """Make a batch of ``work``; new jobs queued, failed ones re-queued, finished ones kept."""
+        if isinstance(work, PromptsToEnqueue):
+            return await self._enqueue_request(work)
+        batch_id = await self._new_batch()
+        if isinstance(work, PostsToEnqueue):
+            image_ids, queued, post_ids = await self._enqueue_posts(work.posts, batch_id)
+        else:
+            image_ids, post_ids = await self._enqueue_failed(work.image_ids, batch_id), []
+            queued = image_ids
+        async with self.sessions.begin() as session:
+            await session.execute(update(Batch).where(Batch.id == batch_id).values(image_ids=image_ids))
+        return BatchEnqueued(batch_id, tuple(image_ids), tuple(queued), post_ids=tuple(post_ids))
 
-    A ``generate`` that was killed holds its leases until they time out; the same host can tell
-    for certain the owner is gone, so a re-run need not wait out the lease.
-    """
-    prefix = local_prefix()
-    alive = is_alive or _process_alive
-    async with engine.connect() as connection:
-        rows = (
-            await connection.execute(
-                select(GeneratedImage.id, GeneratedImage.lease_owner, GeneratedImage.lease_token).where(
-                    GeneratedImage.status == Status.RUNNING,
-                    GeneratedImage.lease_owner.like(f"{prefix}:%"),
-                )
-            )
-        ).all()
-    dead = []
-    for row in rows:
-        pid = row.lease_owner.rsplit(":", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
-            dead.append(ClaimedJob(row.id, row.lease_token, 0))
-    if dead:
-        async with engine.begin() as connection:
-            for job in dead:
-                await connection.execute(_fenced(job).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
-    return len(dead)
+    async def _new_batch(self) -> int:
+        async with self.sessions.begin() as session:
+            batch = Batch()
+            session.add(batch)
+            await session.flush()
+            return batch.id
 
+    async def _enqueue_posts(self, items: Sequence[ExtractedPost], batch_id: int) -> tuple[list[int], list[int], list[int]]:
+        # One transaction per post: a crash leaves each post either wholly queued or untouched,
+        # and a long run never holds SQLite's write lock for more than one post.
+        image_ids: list[int] = []
+        queued: list[int] = []
+        post_ids: list[int] = []
+        for post in items:
+            async with self.sessions.begin() as session:
+                row, prompts = await posts.save_post(session, post)
+                named, new = await self._jobs(session, batch_id, prompts, 1, None, replace_options=False)
+            image_ids += named
+            queued += new
+            post_ids.append(row.id)
+        return image_ids, queued, post_ids
 
-async def record_events(connection: AsyncConnection | AsyncSession, changed: Sequence, status: str) -> None:
-    """One ImageEvent per changed (image id, batch id), in the caller's transaction."""
-    if changed:
+    async def _enqueue_request(self, work: PromptsToEnqueue) -> BatchEnqueued:
+        # Everything — batch row, new prompts, jobs, events — in one transaction, so a repeated
+        # request (same Idempotency-Key) finds the whole batch or none of it. Two concurrent
+        # requests with one key race on the batch's unique key: the loser waits for the winner's
+        # commit, then answers with the winner's batch.
+        key = work.idempotency_key or None  # an empty key is no key (and must not be stored as one)
+        if key:
+            existing = await self._existing_batch(key, work.request_hash)
+            if existing:
+                return existing
+        try:
+            async with self.sessions.begin() as session:
+                batch = Batch(idempotency_key=key, request_hash=work.request_hash)
+                session.add(batch)
+                await session.flush()  # the unique key: a concurrent twin stops here
+                prompts = await posts.request_prompts(session, work.post_id, work.prompts)
+                image_ids, queued = await self._jobs(session, batch.id, prompts, work.variations, work.options,
+                                                     replace_options=True)
+                batch.image_ids = image_ids
+                return BatchEnqueued(batch.id, tuple(image_ids), tuple(queued))
+        except IntegrityError:
+            existing = await self._existing_batch(key, work.request_hash) if key else None
+            if existing is None:
+                raise
+            return existing
+
+    async def _existing_batch(self, key: str, request_hash: str | None) -> BatchEnqueued | None:
+        async with self.sessions() as session:
+            batch = await session.scalar(select(Batch).where(Batch.idempotency_key == key))
+        if batch is None:
+            return None
+        if batch.request_hash != request_hash:
+            raise ConflictError("this Idempotency-Key was used with a different request body")
+        return BatchEnqueued(batch.id, tuple(batch.image_ids or ()), (), created=False)
+
+    async def _jobs(self, session: AsyncSession, batch_id: int, prompts: Sequence[ImagePromptRow],
+                    variations: int, options: dict[str, Any] | None, *,
+                    replace_options: bool) -> tuple[list[int], list[int]]:
+        """One job per prompt and variation; returns (every job named, the jobs queued now).
+
+        An API request decides the options of the jobs it queues (``replace_options``); a post
+        read from disk has none of its own, so a failed job it re-queues keeps those it had.
+        """
+        if not prompts:
+            return [], []
+        existing = {
+            (image.prompt_id, image.variation): image
+            for image in await session.scalars(select(GeneratedImage).where(
+                GeneratedImage.prompt_id.in_([prompt.id for prompt in prompts]),
+                GeneratedImage.variation < variations))
+        }
+        images: list[GeneratedImage] = []
+        queued: list[GeneratedImage] = []
+        for prompt in prompts:
+            for variation in range(variations):
+                image = existing.get((prompt.id, variation))
+                if image is None:
+                    image = GeneratedImage(prompt_id=prompt.id, post_id=prompt.post_id, variation=variation,
+                                           status=Status.QUEUED, options=options, attempts=0)
+                    session.add(image)
+                elif image.status == Status.FAILED:
+                    _reset_for_retry(image, options if replace_options else image.options)
+                images.append(image)
+                if image.status != Status.SUCCEEDED:
+                    # Queued or running jobs (perhaps left by a killed run) join this batch: a live
+                    # lease stays with its holder, a dead one is claimed again by a worker.
+                    image.batch_id = batch_id
+                    queued.append(image)
+        await session.flush()  # one round trip for the whole request; assigns the new ids
+        await self._changed(session, [(image.id, batch_id) for image in queued], Status.QUEUED)
+        return [image.id for image in images], [image.id for image in queued]
+
+    async def _enqueue_failed(self, image_ids: Sequence[int] | None, batch_id: int) -> list[int]:
+        async with self.sessions.begin() as session:
+            chosen = select(GeneratedImage).where(GeneratedImage.status == Status.FAILED).order_by(GeneratedImage.id)
+            if image_ids is not None:
+                chosen = chosen.where(GeneratedImage.id.in_(list(image_ids)))
+            images = list(await session.scalars(chosen))
+            for image in images:
+                _reset_for_retry(image, image.options)
+                image.batch_id = batch_id
+            await session.flush()
+            await self._changed(session, [(image.id, batch_id) for image in images], Status.QUEUED)
+            return [image.id for image in images]
+
+    async def requeue(self, image_id: int) -> Status | None:
+        """Put one failed image back in the queue (in its batch); its status before, None if unknown."""
+        async with self.sessions.begin() as session:
+            image = await session.get(GeneratedImage, image_id)
+            if image is None:
+                return None
+            before = image.status
+            if before == Status.FAILED:
+                _reset_for_retry(image, image.options)
+                await session.flush()
+                await self._changed(session, [(image.id, image.batch_id)], Status.QUEUED)
+            return before
+
+    async def cancel(self, image_ids: Iterable[int]) -> list[int]:
+        """Fail queued jobs as ``cancelled`` before any worker claims them; the ids it cancelled.
+
+        A running job is not interrupted: its worker has spent money on it already.
+        """
+        async with self.engine.begin() as connection:
+            changed = (await connection.execute(
+                update(GeneratedImage)
+                .where(GeneratedImage.id.in_(list(image_ids)), GeneratedImage.status == Status.QUEUED)
+                .values(status=Status.FAILED, error_code="cancelled", error_message="cancelled before it started",
+                        finished_at=utcnow(), updated_at=utcnow())
+                .returning(GeneratedImage.id, GeneratedImage.batch_id)
+                .execution_options(synchronize_session=False))).all()
+            await self._changed(connection, changed, Status.FAILED)
+        return sorted(image_id for image_id, _ in changed)
+
+    # Working -------------------------------------------------------------------------------
+
+    async def claim(self, *, owner: str, limit: int, lease_seconds: float,
+                    batch_id: int | None = None) -> list[ClaimedJob]:
+        """Claim up to ``limit`` jobs (oldest first) in one statement; [] when none are ready."""
+        if limit <= 0:
+            return []
         now = utcnow()
-        await connection.execute(insert(ImageEvent), [
-            {"image_id": image_id, "batch_id": batch_id, "status": str(status), "created_at": now}
-            for image_id, batch_id in changed
-        ])
+        token = uuid.uuid4().hex
+        candidates = select(GeneratedImage.id).where(_claimable(now)).order_by(GeneratedImage.id).limit(limit)
+        if batch_id is not None:
+            candidates = candidates.where(GeneratedImage.batch_id == batch_id)
+        if self.engine.dialect.name == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        statement = (
+            update(GeneratedImage)
+            .where(GeneratedImage.id.in_(candidates.scalar_subquery()))
+            .values(status=Status.RUNNING, lease_owner=owner, lease_token=token,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds),
+                    attempts=GeneratedImage.attempts + 1, started_at=now, updated_at=now)
+            .returning(GeneratedImage.id, GeneratedImage.attempts, GeneratedImage.batch_id)
+            .execution_options(synchronize_session=False)
+        )
+        async with self.engine.begin() as connection:
+            rows = (await connection.execute(statement)).all()
+            await self._changed(connection, [(image_id, batch) for image_id, _, batch in rows], Status.RUNNING)
+        return sorted((ClaimedJob(image_id, token, attempts) for image_id, attempts, _ in rows),
+                      key=lambda job: job.image_id)
+
+    async def unfinished(self, batch_id: int) -> bool:
+        """Whether any job of the batch is still queued or running."""
+        async with self.engine.connect() as connection:
+            left = await connection.scalar(select(GeneratedImage.id).where(
+                GeneratedImage.batch_id == batch_id,
+                GeneratedImage.status.in_([Status.QUEUED, Status.RUNNING])).limit(1))
+        return left is not None
+
+    async def job_context(self, job: ClaimedJob) -> JobContext:
+        async with self.sessions() as session:
+            image = await session.get(GeneratedImage, job.image_id)
+            prompt = await session.get(ImagePromptRow, image.prompt_id) if image else None
+            post = await session.get(BlogPost, image.post_id) if image else None
+            if image is None or prompt is None or post is None:  # deleted while it waited
+                raise LookupError(f"claimed image {job.image_id} no longer exists")
+            return JobContext(job.image_id, prompt, post, dict(image.options or {}))
+
+    async def heartbeat(self, jobs: Iterable[ClaimedJob], lease_seconds: float) -> set[int]:
+        """Extend the leases of ``jobs``; return the ids still held (a lost one is missing)."""
+        held: set[int] = set()
+        expires = utcnow() + timedelta(seconds=lease_seconds)
+        async with self.engine.begin() as connection:
+            for job in jobs:
+                result = await connection.execute(_fenced(job).values(lease_expires_at=expires, updated_at=utcnow()))
+                if result.rowcount:
+                    held.add(job.image_id)
+        return held
+
+    async def complete(self, job: ClaimedJob, image: FinishedImage) -> bool:
+        """Mark the job succeeded with its files and variants, in one transaction.
+
+        Returns False (and changes nothing) when the lease was lost; the files already stored are
+        content-addressed, so the worker that does hold the job will write the very same keys.
+        """
+        values = {name: getattr(image, name) for name in _FINISHED_COLUMNS}
+        async with self.sessions.begin() as session:
+            changed = (await session.execute(
+                _fenced(job).values(status=Status.SUCCEEDED, error_code=None, error_message=None,
+                                    **_NO_LEASE, finished_at=utcnow(), **values)
+                .returning(GeneratedImage.id, GeneratedImage.batch_id))).all()
+            if not changed:
+                return False
+            await self._changed(session, changed, Status.SUCCEEDED)
+            session.add_all(ImageVariant(image_id=job.image_id, format=variant.format, width=variant.width,
+                                         height=variant.height, bytes=variant.bytes, storage_key=variant.storage_key)
+                            for variant in image.variants)
+        return True
+
+    async def fail(self, job: ClaimedJob, code: str, message: str) -> bool:
+        """Mark the job failed for good with ``code`` (an outcome class or a pipeline code)."""
+        async with self.engine.begin() as connection:
+            changed = (await connection.execute(
+                _fenced(job).values(status=Status.FAILED, error_code=code, error_message=message[:2000],
+                                    **_NO_LEASE, finished_at=utcnow())
+                .returning(GeneratedImage.id, GeneratedImage.batch_id))).all()
+            await self._changed(connection, changed, Status.FAILED)
+        return bool(changed)
+
+    async def release(self, job: ClaimedJob) -> bool:
+        """Give a held job back to the queue untouched (a worker shutting down); fenced like the rest."""
+        async with self.engine.begin() as connection:
+            changed = (await connection.execute(
+                _fenced(job).values(status=Status.QUEUED, **_NO_LEASE, updated_at=utcnow())
+                .returning(GeneratedImage.id, GeneratedImage.batch_id))).all()
+            await self._changed(connection, changed, Status.QUEUED)
+        return bool(changed)
+
+    # Housekeeping --------------------------------------------------------------------------
+
+    async def fail_exhausted(self, max_attempts: int) -> int:
+        """Fail claimable jobs that have already been claimed ``max_attempts`` times (crash loops)."""
+        now = utcnow()
+        async with self.engine.begin() as connection:
+            changed = (await connection.execute(
+                update(GeneratedImage)
+                .where(GeneratedImage.attempts >= max_attempts, _claimable(now))
+                .values(status=Status.FAILED, error_code="max_attempts",
+                        error_message=f"claimed {max_attempts} times without finishing",
+                        **_NO_LEASE, finished_at=now)
+                .returning(GeneratedImage.id, GeneratedImage.batch_id)
+                .execution_options(synchronize_session=False))).all()
+            await self._changed(connection, changed, Status.FAILED)
+        return len(changed)
+
+    async def expire_dead_local_leases(self, is_alive: Callable[[int], bool] | None = None) -> int:
+        """Expire leases held by processes on this host that no longer exist.
+
+        A ``generate`` that was killed holds its leases until they time out; the same host can
+        tell for certain the owner is gone, so a re-run need not wait out the lease.
+        """
+        prefix = local_prefix()
+        alive = is_alive or process_alive
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(
+                select(GeneratedImage.id, GeneratedImage.lease_owner, GeneratedImage.lease_token).where(
+                    GeneratedImage.status == Status.RUNNING, GeneratedImage.lease_owner.like(f"{prefix}:%"))
+            )).all()
+        dead = []
+        for image_id, owner, token in rows:
+            pid = (owner or "").rsplit(":", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)) and token:
+                dead.append(ClaimedJob(image_id, token, 0))
+        if dead:
+            async with self.engine.begin() as connection:
+                for job in dead:
+                    await connection.execute(_fenced(job).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+        return len(dead)
+
+    # The one hook for "a job changed state" --------------------------------------------------
+
+    async def _changed(self, session: AsyncSession | AsyncConnection, changed: ChangedRows, status: Status) -> None:
+        """Report changes in the transaction that made them: one ImageEvent per changed job."""
+        if changed:
+            now = utcnow()
+            await session.execute(insert(ImageEvent), [
+                {"image_id": image_id, "batch_id": batch_id, "status": status, "created_at": now}
+                for image_id, batch_id in changed
+            ])
 
 
-def _fenced(job: ClaimedJob):
+_NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
+_FINISHED_COLUMNS = tuple(name for name in FinishedImage.__dataclass_fields__ if name != "variants")
+
+
+def _reset_for_retry(image: GeneratedImage, options: dict[str, Any] | None) -> None:
+    # Asking again is a fresh chance: back to the queue with a clean slate.
+    image.status, image.error_code, image.error_message = Status.QUEUED, None, None
+    image.attempts, image.options = 0, options
+
+
+def _claimable(now: Any) -> ColumnElement[bool]:
+    return or_(GeneratedImage.status == Status.QUEUED,
+               and_(GeneratedImage.status == Status.RUNNING, GeneratedImage.lease_expires_at < now))
+
+
+def _fenced(job: ClaimedJob) -> Update:
     return (
         update(GeneratedImage)
-        .where(
-            GeneratedImage.id == job.image_id,
-            GeneratedImage.lease_token == job.lease_token,
-            GeneratedImage.status == Status.RUNNING,
-        )
+        .where(GeneratedImage.id == job.image_id, GeneratedImage.lease_token == job.lease_token,
+               GeneratedImage.status == Status.RUNNING)
         .execution_options(synchronize_session=False)
     )
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -6,10 +6,13 @@ and PostgreSQL's timestamps agree with it.
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Dialect,
     Float,
     ForeignKey,
     Index,
@@ -17,14 +20,38 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from blogimg.domain import Outcome, Status
 
 
 def utcnow() -> datetime:
     """Now, in UTC, without tzinfo (the form every table stores)."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+class EnumText(TypeDecorator[Any]):
+    """A string enum stored as its value in a plain string column (the schema stays VARCHAR).
+
+    Writing a value the enum does not have raises at once; reading gives the enum member, so
+    ``Mapped[Status]`` is what the code gets, not a bare string.
+    """
+
+    impl = String(16)
+    cache_ok = True
+
+    def __init__(self, enum_type: type[enum.StrEnum]) -> None:
+        super().__init__()
+        self.enum_type = enum_type
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum_type(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> enum.StrEnum | None:
+        return None if value is None else self.enum_type(value)
 
 
 class Base(DeclarativeBase):
@@ -98,7 +125,7 @@ class GeneratedImage(Timestamped, Base):
     post_id: Mapped[int] = mapped_column(ForeignKey("blog_posts.id", ondelete="CASCADE"))
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"))
     variation: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[Status] = mapped_column(EnumText(Status), default=Status.QUEUED)
     error_code: Mapped[str | None] = mapped_column(String(32))
     error_message: Mapped[str | None] = mapped_column(Text)
     lease_owner: Mapped[str | None] = mapped_column(String(200))
@@ -116,10 +143,9 @@ class GeneratedImage(Timestamped, Base):
     bytes_original: Mapped[int | None] = mapped_column(Integer)
     bytes_stored: Mapped[int | None] = mapped_column(Integer)
     sha256: Mapped[str | None] = mapped_column(String(64))
+    #: URLs are not stored: they follow from the key and the storage's base URL when read
     storage_key: Mapped[str | None] = mapped_column(String(512))
-    url: Mapped[str | None] = mapped_column(Text)
     thumbnail_key: Mapped[str | None] = mapped_column(String(512))
-    thumbnail_url: Mapped[str | None] = mapped_column(Text)
     alt_text: Mapped[str | None] = mapped_column(Text)
     revised_prompt: Mapped[str | None] = mapped_column(Text)
     lqip: Mapped[str | None] = mapped_column(Text)
@@ -147,7 +173,6 @@ class ImageVariant(Base):
     height: Mapped[int] = mapped_column(Integer)
     bytes: Mapped[int] = mapped_column(Integer)
     storage_key: Mapped[str] = mapped_column(String(512))
-    url: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -170,7 +195,7 @@ class GenerationAttempt(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     provider: Mapped[str] = mapped_column(String(64))
     model: Mapped[str | None] = mapped_column(String(128))
-    outcome: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[Outcome] = mapped_column(EnumText(Outcome))
     http_status: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int] = mapped_column(Integer)
     cost_usd: Mapped[float | None] = mapped_column(Float)  #: NULL: unknown (or still pending)
@@ -189,12 +214,11 @@ class Batch(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     request_hash: Mapped[str | None] = mapped_column(String(64))
-    #: the image ids an API request created, so a repeated request answers exactly the same
+    #: every image the request named (queued now or already made), so a repeated request
+    #: answers exactly the same and the batch's progress describes exactly these
     image_ids: Mapped[list[int] | None] = mapped_column(JSON)
-    total: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column()
 
 
 class ImageEvent(Base):
@@ -209,5 +233,5 @@ class ImageEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(Integer, index=True)
     batch_id: Mapped[int | None] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[Status] = mapped_column(EnumText(Status))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -61,7 +61,8 @@ class TextIndex:
             # A few prompts may stand for many images (variations, re-runs): read them through the
             # prompt_id index only while sorting them stays cheaper than scanning.
             by_prompt = select(GeneratedImage.id).where(GeneratedImage.prompt_id.in_(prompts)).limit(PROMPT_IMAGES + 1)
-            if await session.scalar(select(func.count()).select_from(by_prompt.subquery())) > PROMPT_IMAGES:
+            counted = await session.execute(select(func.count()).select_from(by_prompt.subquery()))
+            if counted.scalar_one() > PROMPT_IMAGES:
                 return None
         parts = [GeneratedImage.id.in_(images)] if images else []
         parts += [GeneratedImage.prompt_id.in_(prompts)] if prompts else []

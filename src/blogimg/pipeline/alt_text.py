@@ -13,20 +13,19 @@ MAX_ALT_CHARS = 125
 
 def derive_alt_text(
     *, kind: str, prompt: str, title: str, summary: str, heading: str = "", alt_hint: str = "",
-    provider_alt: str | None = None,
+    provider_alt: str | None = None, max_chars: int = MAX_ALT_CHARS,
 ) -> str:
-    """One short, plain sentence describing the image, at most 125 characters."""
+    """One short, plain sentence describing the image, at most ``max_chars`` characters."""
     if alt_hint:
-        return shorten(alt_hint)
+        return shorten(alt_hint, max_chars)
     if provider_alt:
-        return shorten(provider_alt)
+        return shorten(provider_alt, max_chars)
     if kind == "inline":
-        text = prompt[:1].upper() + prompt[1:]
-        return shorten(text)
+        return shorten(prompt[:1].upper() + prompt[1:], max_chars)
     if kind == "section" and heading:
-        return shorten(f"Illustration for the section “{heading}” of “{title}”")
+        return shorten(f"Illustration for the section “{heading}” of “{title}”", max_chars)
     lead = f"Illustration for “{title}”"
-    return shorten(f"{lead}: {summary}" if summary else lead)
+    return shorten(f"{lead}: {summary}" if summary else lead, max_chars)
 
 
 def shorten(text: str, limit: int = MAX_ALT_CHARS) -> str:

@@ -1,5 +1,9 @@
 """The fallback chain: try providers in order, retrying each with backoff, and classify every call.
 
+One loop serves every kind of provider call: :class:`ProviderChain` makes images
+(``provider.generate``), :class:`CaptionChain` writes alt text (``captioner.caption``). They
+differ only in the call and in what counts as ``empty`` (no image bytes, no caption text).
+
 Before each call: the provider must not be paused or have its circuit open; the call's estimated
 cost must fit the budget (the ledger row that reserves it is written before the call); and the
 provider's rate limit must allow it. Then, per provider, by outcome class of the call:
@@ -9,12 +13,14 @@ provider's rate limit must allow it. Then, per provider, by outcome class of the
   jitter; the server's Retry-After wins over the computed wait. A Retry-After longer than
   ``max_delay`` is not waited out: the next provider is tried instead.
 - ``refused``: never retried on the same provider; the next provider only if
-  ``fallback_on_refusal``, otherwise the image fails as refused.
+  ``fallback_on_refusal``, otherwise the request fails as refused.
 - ``quota``: the provider is paused for the rest of the run; the next provider is tried.
 - ``invalid``: our request was wrong for this provider; the next provider is tried.
 
 Transient and empty results count against the provider's circuit breaker; an ``ok`` resets it.
 Every call is in the ledger before it is made, so money spent is recorded even if we crash.
+The end is a :class:`ChainSuccess` (a provider and its result) or a :class:`ChainFailure` (an
+outcome, an error code and a message), never something in between.
 """
 
 from __future__ import annotations
@@ -23,14 +29,17 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Generic, Literal, Protocol, Self, TypeAlias, TypeVar
 
 from blogimg.domain import AttemptRecord, ImageRequest, Outcome, ProviderImage
 from blogimg.errors import BudgetExceededError, ProviderError
 from blogimg.pipeline.breaker import CircuitBreaker
 from blogimg.pipeline.rate_limit import RateLimiter
-from blogimg.providers.base import ImageProvider
+from blogimg.providers.base import Caption, Captioner, CaptionRequest, ImageProvider, ProviderInfo
+
+if TYPE_CHECKING:
+    from blogimg.config import Settings
 
 AttemptCallback = Callable[[AttemptRecord], Awaitable[None]]
 _RETRYABLE = frozenset({Outcome.TRANSIENT, Outcome.EMPTY})
@@ -55,20 +64,59 @@ class _NoLedger:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class ChainResult:
-    """The end of one image's trip through the chain."""
-
-    outcome: Outcome
-    provider: str | None
-    image: ProviderImage | None
-    error: str | None
-    attempts: tuple[AttemptRecord, ...] = field(default=())
-    code: str = ""  #: the image's error code on failure: the outcome, or e.g. budget, download_refused
+class Member(Protocol):
+    """What the loop needs of any provider: a name and models to record, and a way to close."""
 
     @property
-    def ok(self) -> bool:
-        return self.outcome is Outcome.OK and self.image is not None
+    def info(self) -> ProviderInfo: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Billed(Protocol):
+    """What the loop needs of any successful call's result: the model that answered and the price."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def cost_usd(self) -> float | None: ...
+
+
+P = TypeVar("P", bound=Member)
+Q = TypeVar("Q")
+T = TypeVar("T", bound=Billed)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainSuccess(Generic[T]):
+    """The provider that answered, its result, and every call it took (failed ones included)."""
+
+    provider: str
+    result: T
+    attempts: tuple[AttemptRecord, ...] = ()
+    ok: ClassVar[Literal[True]] = True
+    outcome: ClassVar[Outcome] = Outcome.OK
+
+
+@dataclass(frozen=True, slots=True)
+class ChainFailure:
+    """Why nothing came back: the last outcome, the error code to record, and a message for people."""
+
+    outcome: Outcome
+    code: str  #: the error code on failure: the outcome, or e.g. budget, download_refused
+    error: str
+    provider: str | None = None  #: the last provider called; None when none was
+    attempts: tuple[AttemptRecord, ...] = ()
+    ok: ClassVar[Literal[False]] = False
+
+    def __post_init__(self) -> None:
+        if self.outcome is Outcome.OK:
+            raise ValueError("a ChainFailure cannot have the outcome ok")
+
+
+#: The end of one request's trip through a chain; narrow it with ``isinstance(result, ChainSuccess)``.
+ChainResult: TypeAlias = ChainSuccess[T] | ChainFailure
 
 
 def backoff_delay(retry: int, base: float, max_delay: float, rng: random.Random) -> float:
@@ -76,12 +124,21 @@ def backoff_delay(retry: int, base: float, max_delay: float, rng: random.Random)
     return min(max_delay, base * (2**retry)) * (0.5 + rng.random())
 
 
-class ProviderChain:
-    """Runs one request through ordered providers; shared by every job of a run."""
+class FallbackChain(Generic[P, Q, T]):
+    """Runs one request through ordered providers; shared by every job of a run.
+
+    Subclasses say how a provider is called (:meth:`_invoke`) and when its answer is empty
+    (:meth:`_is_empty`); everything else — retries, backoff, breakers, pauses, rate limits, the
+    ledger and the budget — is this one loop.
+    """
+
+    empty_error: ClassVar[str] = "nothing came back"
+    #: whether ``settings.rate_limits`` (calls per second per provider name) apply to this kind of call
+    uses_rate_limits: ClassVar[bool] = True
 
     def __init__(
         self,
-        providers: Sequence[ImageProvider],
+        providers: Sequence[P],
         *,
         retry_attempts: int = 2,
         retry_delay: float = 1.0,
@@ -110,9 +167,32 @@ class ProviderChain:
         self.limiters = {name: RateLimiter(limit, clock=clock, sleep=sleep)
                          for name, limit in (rate_limits or {}).items() if name in names}
 
-    async def generate(self, request: ImageRequest, on_attempt: AttemptCallback | None = None,
-                       ledger: Ledger | None = None, only: Sequence[str] | None = None) -> ChainResult:
-        """Make one image; ``only`` restricts (and orders) the providers for this request."""
+    @classmethod
+    def from_settings(cls, providers: Sequence[P], settings: Settings) -> Self:
+        """A chain with the run's retry, timeout, breaker (and, for images, rate-limit) settings."""
+        return cls(
+            providers, retry_attempts=settings.retry_attempts, retry_delay=settings.retry_delay,
+            max_delay=settings.retry_max_delay, fallback_on_refusal=settings.fallback_on_refusal,
+            timeout=settings.provider_timeout,
+            rate_limits=settings.rate_limits if cls.uses_rate_limits else None,
+            breaker_threshold=settings.breaker_threshold, breaker_cooldown=settings.breaker_cooldown,
+        )
+
+    async def _invoke(self, provider: P, request: Q) -> T:
+        """Make the one call; raise ProviderError with its outcome when it fails."""
+        raise NotImplementedError
+
+    def _is_empty(self, result: T) -> bool:
+        """True when a call that raised nothing still brought nothing usable back."""
+        raise NotImplementedError
+
+    async def run(self, request: Q, *, on_attempt: AttemptCallback | None = None, ledger: Ledger | None = None,
+                  only: Sequence[str] | None = None, first_attempt: int = 1) -> ChainSuccess[T] | ChainFailure:
+        """Serve one request; ``only`` restricts (and orders) the providers for it.
+
+        Calls are numbered from ``first_attempt`` in the ledger and the attempt records, so a
+        second chain run for the same job (its caption) continues the job's numbering.
+        """
         ledger = ledger or _NoLedger()
         attempts: list[AttemptRecord] = []
         last_outcome, last_error, last_provider = Outcome.INVALID, "no provider is available", None
@@ -137,8 +217,9 @@ class ProviderChain:
                                   f"next probe in {breaker.retry_in():.0f} s")
                     break
                 model = provider.info.models[0] if provider.info.models else None
+                number = first_attempt + len(attempts)
                 try:
-                    handle = await ledger.open(name, model, len(attempts) + 1, self._estimate(provider, request))
+                    handle = await ledger.open(name, model, number, self._estimate(provider, request))
                 except BudgetExceededError as refusal:
                     breaker.release()
                     last_outcome, last_code, last_error = Outcome.INVALID, "budget", f"{name}: not called: {refusal}"
@@ -149,22 +230,22 @@ class ProviderChain:
                 limiter = self.limiters.get(name)
                 if limiter is not None:
                     await limiter.acquire()
-                record, image, retry_after, code = await self._call(provider, request, len(attempts) + 1, model)
+                record, result, retry_after, code = await self._call(provider, request, number, model)
                 await ledger.close(handle, record)
                 attempts.append(record)
                 last_provider = name
                 if on_attempt is not None:
                     await on_attempt(record)
                 self._update_breaker(breaker, record.outcome)
-                if record.outcome is Outcome.OK:
-                    return ChainResult(Outcome.OK, name, image, None, tuple(attempts), "")
+                if result is not None:
+                    return ChainSuccess(name, result, tuple(attempts))
                 last_outcome, last_error, last_code = record.outcome, f"{name}: {record.error}", code
                 if record.outcome is Outcome.QUOTA:
                     self.paused[name] = record.error or "quota or credentials"
                     break
                 if record.outcome is Outcome.REFUSED:
                     if not self.fallback_on_refusal:
-                        return ChainResult(Outcome.REFUSED, name, None, last_error, tuple(attempts), code)
+                        return ChainFailure(Outcome.REFUSED, code, last_error, name, tuple(attempts))
                     break
                 if record.outcome not in _RETRYABLE or retry == self.retry_attempts:
                     break
@@ -173,7 +254,7 @@ class ProviderChain:
                 delay = retry_after if retry_after is not None else backoff_delay(
                     retry, self.retry_delay, self.max_delay, self._rng)
                 await self._sleep(delay)
-        return ChainResult(last_outcome, last_provider, None, last_error, tuple(attempts), last_code)
+        return ChainFailure(last_outcome, last_code, last_error, last_provider, tuple(attempts))
 
     @staticmethod
     def _update_breaker(breaker: CircuitBreaker, outcome: Outcome) -> None:
@@ -185,8 +266,9 @@ class ProviderChain:
             breaker.release()  # a refusal or a bad request says nothing about the provider's health
 
     @staticmethod
-    def _estimate(provider: ImageProvider, request: ImageRequest) -> float | None:
-        estimate = getattr(provider, "estimate_cost", None)
+    def _estimate(provider: object, request: object) -> float | None:
+        """The optional ``estimate_cost`` capability; without it the price is unknown (None)."""
+        estimate: Callable[[object], float | None] | None = getattr(provider, "estimate_cost", None)
         return estimate(request) if estimate is not None else None
 
     async def aclose(self) -> None:
@@ -194,19 +276,20 @@ class ProviderChain:
             await provider.aclose()
 
     async def _call(
-        self, provider: ImageProvider, request: ImageRequest, number: int, model: str | None
-    ) -> tuple[AttemptRecord, ProviderImage | None, float | None, str]:
+        self, provider: P, request: Q, number: int, model: str | None
+    ) -> tuple[AttemptRecord, T | None, float | None, str]:
+        """One call, classified: its ledger record, the result when ``ok``, Retry-After and error code."""
         name = provider.info.name
         started = self._clock()
-        image: ProviderImage | None = None
+        result: T | None = None
         status: int | None = None
         retry_after: float | None = None
         cost: float | None = 0.0
         code: str | None = None
         try:
-            image = await asyncio.wait_for(provider.generate(request), self.timeout)
-            model, cost = image.model, image.cost_usd
-            outcome, error = (Outcome.OK, None) if image.data else (Outcome.EMPTY, "no image came back")
+            result = await asyncio.wait_for(self._invoke(provider, request), self.timeout)
+            model, cost = result.model, result.cost_usd
+            outcome, error = (Outcome.EMPTY, self.empty_error) if self._is_empty(result) else (Outcome.OK, None)
         except ProviderError as failure:
             outcome, error = failure.outcome, str(failure)
             status, retry_after, cost = failure.http_status, failure.retry_after, failure.cost_usd
@@ -221,4 +304,43 @@ class ProviderChain:
         record = AttemptRecord(attempt=number, provider=name, model=model, outcome=outcome,
                                latency_ms=latency, cost_usd=cost, http_status=status,
                                error=error[:1000] if error else None)
-        return record, image if outcome is Outcome.OK else None, retry_after, code or outcome.value
+        return record, result if outcome is Outcome.OK else None, retry_after, code or outcome.value
+
+
+class ProviderChain(FallbackChain[ImageProvider, ImageRequest, ProviderImage]):
+    """Makes images: ``provider.generate(request)``; an answer without bytes is ``empty``."""
+
+    empty_error = "no image came back"
+
+    async def generate(self, request: ImageRequest, on_attempt: AttemptCallback | None = None,
+                       ledger: Ledger | None = None, only: Sequence[str] | None = None,
+                       ) -> ChainSuccess[ProviderImage] | ChainFailure:
+        """Make one image; ``only`` restricts (and orders) the providers for this request."""
+        return await self.run(request, on_attempt=on_attempt, ledger=ledger, only=only)
+
+    async def _invoke(self, provider: ImageProvider, request: ImageRequest) -> ProviderImage:
+        return await provider.generate(request)
+
+    def _is_empty(self, result: ProviderImage) -> bool:
+        return not result.data
+
+
+class CaptionChain(FallbackChain[Captioner, CaptionRequest, Caption]):
+    """Writes alt text: ``captioner.caption(request)``; blank text is ``empty``.
+
+    Image rate limits (``settings.rate_limits``) count image calls, so captions do not use them.
+    """
+
+    empty_error = "the caption came back empty"
+    uses_rate_limits = False
+
+    async def caption(self, request: CaptionRequest, *, ledger: Ledger | None = None, first_attempt: int = 1,
+                      on_attempt: AttemptCallback | None = None) -> ChainSuccess[Caption] | ChainFailure:
+        """Caption one stored image; its calls are numbered from ``first_attempt`` (after the image's)."""
+        return await self.run(request, on_attempt=on_attempt, ledger=ledger, first_attempt=first_attempt)
+
+    async def _invoke(self, provider: Captioner, request: CaptionRequest) -> Caption:
+        return await provider.caption(request)
+
+    def _is_empty(self, result: Caption) -> bool:
+        return not result.text.strip()

@@ -1,7 +1,7 @@
-"""``generate``: posts in, images out — enqueue a batch and run an embedded worker until it is done.
+"""``generate`` and ``retry``: enqueue a batch and run an embedded worker until it is done.
 
-The same queue and worker serve ``blogimg worker`` and the API; ``generate`` only adds reading
-posts from disk and waiting for its own batch.
+The same queue, worker and ``run_batch`` serve ``blogimg worker`` and the API; ``generate`` only
+adds reading posts from disk, ``retry`` choosing failed images.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from blogimg.config import Settings
-from blogimg.db.repository import Repository
-from blogimg.domain import EventKind, ExtractedPost, ProgressEvent, RunSummary, Size, Status
+from blogimg.db.queue import FailedToRetry, PostsToEnqueue
+from blogimg.domain import ExtractedPost, ProgressEvent, RunSummary, Size
 from blogimg.errors import InputError
+from blogimg.pipeline.batches import run_batch
 from blogimg.pipeline.runtime import open_runtime
 from blogimg.prompts.extract import MARKDOWN_SUFFIXES, PromptExtractor, read_post_file
 from blogimg.providers.registry import ProviderRegistry
@@ -73,37 +74,21 @@ async def generate(
     started = time.monotonic()
     posts = read_posts(paths, settings)
     async with open_runtime(settings, providers=providers, registry=registry, storage=storage) as runtime:
-        repository = runtime.repository
-        summary = RunSummary(posts=len(posts))
-        batch_id = await repository.create_batch()
-        summary.batch_id = batch_id
-        for post in posts:
-            result = await repository.save_post_and_enqueue(post, batch_id)
-            summary.opted_out += post.opted_out
-            summary.prompts += len(post.prompts)
-            summary.queued += len(result.queued_image_ids)
-            summary.already_done += result.already_done
-        await repository.set_batch_total(batch_id, summary.queued)
-        emit = on_event or (lambda event: None)
-        emit(ProgressEvent(EventKind.QUEUED, total=summary.queued))
-        if summary.queued:
-            await runtime.worker(on_event=on_event).run(batch_id=batch_id)
-        await repository.finish_batch(batch_id)
-        await _summarise(repository, batch_id, summary)
-        summary.seconds = time.monotonic() - started
-        emit(ProgressEvent(EventKind.FINISHED, total=summary.queued,
-                           done=summary.succeeded + summary.failed))
-        return summary
+        summary = await run_batch(runtime.database, PostsToEnqueue(posts),
+                                  worker=runtime.worker(on_event=on_event), on_event=on_event)
+    summary.seconds = time.monotonic() - started  # reading the posts counts too
+    return summary
 
 
-async def _summarise(repository: Repository, batch_id: int, summary: RunSummary) -> None:
-    for image in await repository.batch_images(batch_id):
-        if image.status == Status.SUCCEEDED:
-            summary.succeeded += 1
-            summary.bytes_original += image.bytes_original or 0
-            summary.bytes_stored += image.bytes_stored or 0
-        elif image.status == Status.FAILED:
-            summary.failed += 1
-            summary.failures.append((image.id, image.error_code or "", image.error_message or ""))
-    calls, cost, unknown = await repository.batch_ledger(batch_id)
-    summary.provider_calls, summary.cost_usd, summary.unknown_cost_calls = calls, cost, unknown
+async def retry(
+    settings: Settings,
+    image_ids: Sequence[int] | None = None,
+    *,
+    registry: ProviderRegistry | None = None,
+    storage: Storage | None = None,
+    on_event: EventCallback | None = None,
+) -> RunSummary:
+    """Queue failed images again (these ids, or every failed one) and make them now."""
+    async with open_runtime(settings, registry=registry, storage=storage) as runtime:
+        return await run_batch(runtime.database, FailedToRetry(image_ids),
+                               worker=runtime.worker(on_event=on_event), on_event=on_event)

@@ -14,15 +14,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from blogimg.config import Settings
-from blogimg.db.engine import open_database
-from blogimg.db.repository import Repository
+from blogimg.db.database import Database
 from blogimg.domain import ProgressEvent
 from blogimg.imaging.process import ImagingOptions
 from blogimg.pipeline.budget import Budget
-from blogimg.pipeline.chain import ProviderChain
+from blogimg.pipeline.chain import CaptionChain, ProviderChain
 from blogimg.pipeline.worker import Worker
-from blogimg.providers.registry import ProviderRegistry
-from blogimg.providers.vision import Captioner, build_captioner
+from blogimg.providers.base import ImageProvider
+from blogimg.providers.registry import CaptionerRegistry, ProviderRegistry
 from blogimg.storage.base import Storage
 from blogimg.storage.factory import build_storage
 
@@ -31,31 +30,39 @@ EventCallback = Callable[[ProgressEvent], None]
 
 @dataclass
 class Runtime:
+    """The open database, storage and — when this process makes images — providers."""
+
     settings: Settings
-    repository: Repository
+    database: Database
     storage: Storage
-    chain: ProviderChain
-    captioner: Captioner | None
+    chain: ProviderChain | None  #: None when the runtime only serves the catalogue
+    captions: CaptionChain | None  #: None unless BLOGIMG_ALT_TEXT_VISION names a captioner
 
     def worker(self, *, on_event: EventCallback | None = None, concurrency: int | None = None) -> Worker:
         settings = self.settings
+        if self.chain is None:
+            raise RuntimeError("this runtime was opened without providers; it cannot run a worker")
         return Worker(
-            self.repository, self.storage, self.chain, imaging=ImagingOptions.from_settings(settings),
+            self.database.queue, self.database.ledger, self.storage, self.chain,
+            imaging=ImagingOptions.from_settings(settings),
             concurrency=concurrency or settings.max_concurrent, lease_seconds=settings.lease_seconds,
             max_job_attempts=settings.max_job_attempts, quality=settings.quality, on_event=on_event,
             budget=Budget(settings.budget_daily_usd, settings.budget_monthly_usd),
-            captioner=self.captioner, alt_text_max_chars=settings.alt_text_max_chars,
+            captions=self.captions, alt_text_max_chars=settings.alt_text_max_chars,
             shutdown_grace=settings.shutdown_grace,
         )
 
 
-def build_chain(settings: Settings, providers: Sequence) -> ProviderChain:
-    return ProviderChain(
-        providers, retry_attempts=settings.retry_attempts, retry_delay=settings.retry_delay,
-        max_delay=settings.retry_max_delay, fallback_on_refusal=settings.fallback_on_refusal,
-        timeout=settings.provider_timeout, rate_limits=settings.rate_limits,
-        breaker_threshold=settings.breaker_threshold, breaker_cooldown=settings.breaker_cooldown,
-    )
+def build_chain(settings: Settings, providers: Sequence[ImageProvider]) -> ProviderChain:
+    return ProviderChain.from_settings(providers, settings)
+
+
+def build_caption_chain(settings: Settings, captioners: CaptionerRegistry | None = None) -> CaptionChain | None:
+    """The chain of the configured captioner, or None when alt text is derived from prompts."""
+    if settings.alt_text_vision == "off":
+        return None
+    registry = captioners or CaptionerRegistry()
+    return CaptionChain.from_settings(registry.build([settings.alt_text_vision], settings), settings)
 
 
 @asynccontextmanager
@@ -65,26 +72,42 @@ async def open_runtime(
     providers: Sequence[str] | None = None,
     registry: ProviderRegistry | None = None,
     storage: Storage | None = None,
+    with_providers: bool = True,
+    captioners: CaptionerRegistry | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Build providers, storage and the catalogue; every refusal happens before anything opens."""
-    registry = registry or ProviderRegistry()
-    captioner = build_captioner(settings)
-    names = list(providers or settings.providers or registry.default_order())
-    provider_objects = registry.build(names, settings)
-    storage = storage or build_storage(settings)
-    chain = build_chain(settings, provider_objects)
+    """Build providers, storage and the catalogue; every refusal happens before anything opens.
+
+    ``with_providers=False`` opens only the catalogue and storage (an API without a worker).
+    """
+    chain: ProviderChain | None = None
+    captions: CaptionChain | None = None
+    if with_providers:
+        registry = registry or ProviderRegistry()
+        captions = build_caption_chain(settings, captioners)
+        names = list(providers or settings.providers or registry.default_order())
+        try:
+            chain = build_chain(settings, registry.build(names, settings))
+        except BaseException:
+            if captions is not None:
+                await captions.aclose()
+            raise
     try:
-        engine, sessions = await open_database(settings.database_url)
+        storage = storage or build_storage(settings)
+        database = await Database.open(settings.database_url)
     except BaseException:
-        await chain.aclose()
+        await _close(chain, captions)
         raise
     try:
-        yield Runtime(settings, Repository(engine, sessions), storage, chain, captioner)
+        yield Runtime(settings, database, storage, chain, captions)
     finally:
-        await chain.aclose()
-        if captioner is not None:
-            await captioner.aclose()
-        await engine.dispose()
+        await _close(chain, captions)
+        await database.close()
+
+
+async def _close(*chains: ProviderChain | CaptionChain | None) -> None:
+    for chain in chains:
+        if chain is not None:
+            await chain.aclose()
 
 
 async def run_workers(

@@ -11,27 +11,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from blogimg.db import queue
-from blogimg.db.queue import ClaimedJob
-from blogimg.db.repository import JobContext, Repository
+from blogimg.db.leases import lease_owner_name
+from blogimg.db.ledger import Ledger
+from blogimg.db.queue import ClaimedJob, JobContext, JobQueue
 from blogimg.domain import (
     AttemptRecord,
     EventKind,
+    FinishedImage,
     ImageRequest,
-    Outcome,
     ProgressEvent,
     PromptKind,
+    ProviderImage,
     Size,
-    Status,
+    StoredVariant,
 )
-from blogimg.errors import BudgetExceededError, ImageRejectedError, ProviderError, StorageError
+from blogimg.errors import ImageRejectedError, StorageError
 from blogimg.imaging.process import ImagingOptions, ProcessedImage, process_image
 from blogimg.pipeline.alt_text import derive_alt_text, shorten
 from blogimg.pipeline.budget import Budget
-from blogimg.pipeline.chain import ChainResult, ProviderChain
-from blogimg.providers.vision import CaptionContext, Captioner
+from blogimg.pipeline.chain import CaptionChain, ChainSuccess, ProviderChain
+from blogimg.providers.base import CaptionRequest
 from blogimg.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -41,17 +42,17 @@ EventCallback = Callable[[ProgressEvent], None]
 class JobLedger:
     """The chain's ledger for one job: a pending row (and budget reservation) before each call."""
 
-    def __init__(self, repository: Repository, image_id: int, owner: str, budget: Budget | None) -> None:
-        self.repository, self.image_id, self.owner, self.budget = repository, image_id, owner, budget
+    def __init__(self, ledger: Ledger, image_id: int, owner: str, budget: Budget | None) -> None:
+        self.ledger, self.image_id, self.owner, self.budget = ledger, image_id, owner, budget
 
     async def open(self, provider: str, model: str | None, number: int, estimate: float | None) -> int:
-        return await self.repository.open_attempt(
+        return await self.ledger.open_attempt(
             self.image_id, owner=self.owner, provider=provider, model=model, number=number,
             estimate=estimate, budget=self.budget)
 
     async def close(self, handle: object, record: AttemptRecord) -> None:
         assert isinstance(handle, int)
-        await self.repository.close_attempt(handle, record)
+        await self.ledger.close_attempt(handle, record)
 
 
 class Worker:
@@ -59,7 +60,8 @@ class Worker:
 
     def __init__(
         self,
-        repository: Repository,
+        queue: JobQueue,
+        ledger: Ledger,
         storage: Storage,
         chain: ProviderChain,
         *,
@@ -72,11 +74,12 @@ class Worker:
         on_event: EventCallback | None = None,
         owner: str | None = None,
         budget: Budget | None = None,
-        captioner: Captioner | None = None,
+        captions: CaptionChain | None = None,
         alt_text_max_chars: int = 125,
         shutdown_grace: float = 30.0,
     ) -> None:
-        self.repository = repository
+        self.queue = queue
+        self.ledger = ledger
         self.storage = storage
         self.chain = chain
         self.imaging = imaging
@@ -85,9 +88,9 @@ class Worker:
         self.max_job_attempts = max_job_attempts
         self.quality = quality
         self.poll_interval = poll_interval
-        self.owner = owner or queue.lease_owner_name()
+        self.owner = owner or lease_owner_name()
         self.budget = budget if budget is not None and budget.enabled else None
-        self.captioner = captioner
+        self.captions = captions
         self.alt_text_max_chars = alt_text_max_chars
         self._on_event = on_event
         self._stopping = asyncio.Event()
@@ -107,7 +110,6 @@ class Worker:
 
     async def run(self, *, batch_id: int | None = None) -> None:
         """Work until stopped, or — with ``batch_id`` — until that batch has nothing left to do."""
-        engine = self.repository.engine
         tasks: set[asyncio.Task] = set()
         beat = asyncio.create_task(self._heartbeats(), name="blogimg-heartbeat")
         try:
@@ -116,15 +118,13 @@ class Worker:
                 free = self.concurrency - len(tasks)
                 if free > 0:
                     await self._maintain_queue()
-                    claimed = await queue.claim_next_jobs(
-                        engine, owner=self.owner, limit=free, lease_seconds=self.lease_seconds,
-                        batch_id=batch_id,
-                    )
+                    claimed = await self.queue.claim(owner=self.owner, limit=free,
+                                                     lease_seconds=self.lease_seconds, batch_id=batch_id)
                 for job in claimed:
                     self._held[job.image_id] = job
                     tasks.add(asyncio.create_task(self._run_job(job), name=f"blogimg-job-{job.image_id}"))
                 if not tasks and not claimed and batch_id is not None:
-                    if await self._batch_finished(batch_id):
+                    if not await self.queue.unfinished(batch_id):
                         return
                 if tasks:
                     finished, tasks = await asyncio.wait(
@@ -166,7 +166,7 @@ class Worker:
         await asyncio.gather(*unfinished, return_exceptions=True)
         for job in held:
             # Fenced: a job that did finish meanwhile no longer carries this token; nothing changes.
-            if await queue.release_job(self.repository.engine, job):
+            if await self.queue.release(job):
                 self.released += 1
                 log.info("gave image %s back to the queue", job.image_id)
 
@@ -177,13 +177,8 @@ class Worker:
         if now < self._next_maintenance:
             return
         self._next_maintenance = now + 1.0
-        engine = self.repository.engine
-        await queue.expire_dead_local_leases(engine)
-        await queue.fail_exhausted_jobs(engine, self.max_job_attempts)
-
-    async def _batch_finished(self, batch_id: int) -> bool:
-        counts = await self.repository.batch_counts(batch_id)
-        return counts[Status.QUEUED] == 0 and counts[Status.RUNNING] == 0
+        await self.queue.expire_dead_local_leases()
+        await self.queue.fail_exhausted(self.max_job_attempts)
 
     async def _heartbeats(self) -> None:
         interval = max(0.2, self.lease_seconds / 3)
@@ -193,7 +188,7 @@ class Worker:
             if not jobs:
                 continue
             try:
-                held = await queue.heartbeat(self.repository.engine, jobs, self.lease_seconds)
+                held = await self.queue.heartbeat(jobs, self.lease_seconds)
             except Exception:  # the next beat retries; the lease outlives a few misses
                 log.warning("heartbeat failed", exc_info=True)
                 continue
@@ -211,7 +206,7 @@ class Worker:
             log.error("image %s failed unexpectedly: %s", job.image_id, error,
                       exc_info=log.isEnabledFor(logging.DEBUG))
             try:
-                await queue.fail_job(self.repository.engine, job, "internal", f"{type(error).__name__}: {error}")
+                await self.queue.fail(job, "internal", f"{type(error).__name__}: {error}")
             except Exception:
                 log.warning("could not record the failure of image %s", job.image_id, exc_info=True)
             self._finish(job, EventKind.FAILED, f"internal: {error}")
@@ -219,7 +214,7 @@ class Worker:
             self._held.pop(job.image_id, None)
 
     async def _make_image(self, job: ClaimedJob) -> None:
-        context = await self.repository.job_context(job.image_id)
+        context = await self.queue.job_context(job)
         self._emit(ProgressEvent(EventKind.STARTED, image_id=job.image_id, done=self.done))
 
         async def report(attempt: AttemptRecord) -> None:
@@ -227,15 +222,16 @@ class Worker:
                                      attempt=attempt))
 
         started = time.monotonic()
-        ledger = JobLedger(self.repository, job.image_id, self.owner, self.budget)
+        ledger = JobLedger(self.ledger, job.image_id, self.owner, self.budget)
         result = await self.chain.generate(self._request(context), on_attempt=report, ledger=ledger,
                                            only=context.options.get("providers"))
-        if not result.ok:
-            await self._fail(job, result.code or result.outcome.value, result.error or "no image")
+        if not isinstance(result, ChainSuccess):
+            await self._fail(job, result.code, result.error)
             return
+        provider, image = result.provider, result.result
         generated_ms = round((time.monotonic() - started) * 1000)
         try:
-            processed = await asyncio.to_thread(process_image, result.image.data, self.imaging)
+            processed = await asyncio.to_thread(process_image, image.data, self.imaging)
         except ImageRejectedError as error:
             await self._fail(job, "image_rejected", str(error))
             return
@@ -248,52 +244,38 @@ class Worker:
         except StorageError as error:
             await self._fail(job, "storage", str(error))
             return
-        values = self._result_values(context, result, processed, generated_ms, processing_ms)
         caption = await self._caption(context, processed, ledger, len(result.attempts) + 1)
-        if caption:
-            values["alt_text"] = caption
-        variants = [
-            {"format": file.format, "width": file.width, "height": file.height,
-             "bytes": len(file.data), "storage_key": file.storage_key,
-             "url": self.storage.url(file.storage_key)}
-            for file in processed.variants
-        ]
-        async with self.repository.sessions.begin() as session:
-            committed = await queue.complete_job(session, job, values, variants)
-        if committed:
-            self._finish(job, EventKind.SUCCEEDED, result.provider or "")
+        finished = self._finished_image(context, provider, image, result.attempts, processed,
+                                        generated_ms, processing_ms, caption)
+        if await self.queue.complete(job, finished):
+            self._finish(job, EventKind.SUCCEEDED, provider)
         else:
             log.warning("image %s finished after its lease was lost; the new holder's result stands",
                         job.image_id)
 
     async def _caption(self, context: JobContext, processed: ProcessedImage, ledger: JobLedger,
-                       number: int) -> str | None:
-        """A vision model's alt text for the stored image, or None to keep the derived one."""
-        if self.captioner is None or context.prompt.alt_hint:
+                       first_attempt: int) -> str | None:
+        """A vision model's alt text for the stored image, or None to keep the derived one.
+
+        The call goes through the caption chain: the same retries, ledger rows and budget as an
+        image's calls. A caption is a nicety, never a reason to fail an image.
+        """
+        if self.captions is None or context.prompt.alt_hint:
             return None  # an author's own alt text beats any model's
         small = [f for f in processed.variants if f.format in ("webp", "jpeg")] or [processed.master]
         image = min(small, key=lambda f: (f.width < 480, f.width))  # the smallest that is still legible
         post = context.post
-        request = CaptionContext(title=post.title, summary=post.summary or "", language=post.language or "en",
+        request = CaptionRequest(image=image.data, mime_type=image.content_type, title=post.title,
+                                 summary=post.summary or "", language=post.language or "en",
                                  max_chars=self.alt_text_max_chars)
-        captioner = self.captioner
-        try:
-            handle = await ledger.open(captioner.provider, captioner.model, number, None)
-        except BudgetExceededError:
+        result = await self.captions.caption(request, ledger=ledger, first_attempt=first_attempt)
+        if not isinstance(result, ChainSuccess):
+            log.info("image %s keeps its derived alt text: %s: %s", context.image_id, result.code, result.error)
             return None
-        started = time.monotonic()
-        try:
-            caption = await captioner.caption(image.data, image.content_type, request)
-            outcome, cost, error, text = Outcome.OK, caption.cost_usd, None, caption.text
-        except ProviderError as failure:
-            outcome, cost, error, text = failure.outcome, failure.cost_usd, str(failure), None
-        await ledger.close(handle, AttemptRecord(
-            attempt=number, provider=captioner.provider, model=captioner.model, outcome=outcome,
-            latency_ms=round((time.monotonic() - started) * 1000), cost_usd=cost, error=error))
-        return shorten(text, self.alt_text_max_chars) if text else None
+        return shorten(result.result.text, self.alt_text_max_chars)
 
     async def _fail(self, job: ClaimedJob, code: str, message: str) -> None:
-        if await queue.fail_job(self.repository.engine, job, code, message):
+        if await self.queue.fail(job, code, message):
             self._finish(job, EventKind.FAILED, f"{code}: {message}")
 
     def _finish(self, job: ClaimedJob, kind: EventKind, detail: str) -> None:
@@ -309,27 +291,28 @@ class Worker:
             subtitle=prompt.heading or prompt.alt_hint, tags=tuple(post.tags or ()),
         )
 
-    def _result_values(self, context: JobContext, result: ChainResult, processed: ProcessedImage,
-                       generated_ms: int, processing_ms: int) -> dict:
+    def _finished_image(self, context: JobContext, provider: str, image: ProviderImage,
+                        attempts: Sequence[AttemptRecord], processed: ProcessedImage,
+                        generated_ms: int, processing_ms: int, caption: str | None) -> FinishedImage:
         prompt, post, master = context.prompt, context.post, processed.master
-        costs = [attempt.cost_usd for attempt in result.attempts]
+        costs = [attempt.cost_usd for attempt in attempts]
         # One unknown price makes the image's total unknown: never report a guess as a fact.
-        cost = None if any(c is None for c in costs) else round(sum(costs), 6)
-        return {
-            "provider": result.provider, "model": result.image.model, "cost_usd": cost,
-            "latency_ms": generated_ms, "processing_ms": processing_ms,
-            "width": master.width, "height": master.height, "format": master.format,
-            "bytes_original": processed.bytes_in, "bytes_stored": len(master.data),
-            "sha256": master.sha256, "storage_key": master.storage_key,
-            "url": self.storage.url(master.storage_key),
-            "thumbnail_key": processed.thumbnail.storage_key,
-            "thumbnail_url": self.storage.url(processed.thumbnail.storage_key),
-            "alt_text": derive_alt_text(
-                kind=prompt.kind, prompt=prompt.prompt, title=post.title, summary=post.summary,
-                heading=prompt.heading, alt_hint=prompt.alt_hint, provider_alt=result.image.alt_text),
-            "revised_prompt": result.image.revised_prompt,
-            "lqip": processed.lqip, "dominant_color": processed.dominant_color,
-        }
+        known = [cost for cost in costs if cost is not None]
+        cost = round(sum(known), 6) if len(known) == len(costs) else None
+        alt_text = caption or derive_alt_text(
+            kind=prompt.kind, prompt=prompt.prompt, title=post.title, summary=post.summary,
+            heading=prompt.heading, alt_hint=prompt.alt_hint, provider_alt=image.alt_text,
+            max_chars=self.alt_text_max_chars)
+        return FinishedImage(
+            provider=provider, model=image.model, cost_usd=cost,
+            latency_ms=generated_ms, processing_ms=processing_ms,
+            width=master.width, height=master.height, format=master.format,
+            bytes_original=processed.bytes_in, bytes_stored=len(master.data),
+            sha256=master.sha256, storage_key=master.storage_key,
+            thumbnail_key=processed.thumbnail.storage_key, alt_text=alt_text,
+            revised_prompt=image.revised_prompt, lqip=processed.lqip, dominant_color=processed.dominant_color,
+            variants=tuple(StoredVariant(file.format, file.width, file.height, len(file.data), file.storage_key)
+                           for file in processed.variants))
 
     def _emit(self, event: ProgressEvent) -> None:
         if self._on_event is not None:

@@ -22,12 +22,13 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from blogimg.domain import ExtractedPost, ImagePrompt, PromptKind, Size
+from blogimg.domain import ExtractedPost, ImagePrompt, PromptKind, Size, fingerprint
 from blogimg.errors import InputError, PostParseError
 
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd"})
@@ -79,21 +80,25 @@ class PromptExtractor:
         ) or _first_paragraph(tokens)
         tags = _tags(metadata.get("tags"), source)
         language = _text(metadata.get("lang") or metadata.get("language")) or "en"
-        common = dict(
-            slug=slug, title=title, markdown=text, summary=summary, tags=tags,
-            language=language, source_path=None if source == "<post>" else source,
-        )
+        source_path = None if source == "<post>" else source
+
+        def post(prompts: tuple[ImagePrompt, ...], *, opted_out: bool = False) -> ExtractedPost:
+            return ExtractedPost(
+                slug=slug, title=title, markdown=text, summary=summary, tags=tags,
+                language=language, prompts=prompts, opted_out=opted_out, source_path=source_path,
+            )
+
         images_flag = metadata.get("images", True)
         if images_flag is False or str(images_flag).lower() in {"false", "no", "off", "0"}:
-            return ExtractedPost(prompts=(), opted_out=True, **common)
+            return post((), opted_out=True)
         if not body.strip() and not metadata:
             # An empty file: nothing to illustrate and no title worth a cover.
-            return ExtractedPost(prompts=(), **common)
+            return post(())
 
         prompts: list[ImagePrompt] = []
         seen: dict[tuple[str, str, str], int] = {}
 
-        def add(kind: PromptKind, prompt: str, size: Size, alt: str, heading: str, line: int | None):
+        def add(kind: PromptKind, prompt: str, size: Size, alt: str, heading: str, line: int | None) -> None:
             prompt = _clean(prompt)[:_MAX_PROMPT_CHARS]
             identity = (kind.value, prompt.casefold(), str(size))
             occurrence = seen.get(identity, 0)
@@ -121,12 +126,21 @@ class PromptExtractor:
             for heading, first_text, line in sections[: self.max_section_images]:
                 add(PromptKind.SECTION, _section_prompt(title, heading, first_text),
                     self.inline_size, "", heading, line + line_offset if line else None)
-        return ExtractedPost(prompts=tuple(prompts), **common)
+        return post(tuple(prompts))
 
 
-def extract_post(text: str, **options: object) -> ExtractedPost:
+class ExtractorOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`PromptExtractor`."""
+
+    cover_size: Size
+    inline_size: Size
+    section_images: bool
+    max_section_images: int
+
+
+def extract_post(text: str, **options: Unpack[ExtractorOptions]) -> ExtractedPost:
     """Extract with default rules; a convenience for scripts and tests."""
-    return PromptExtractor(**options).extract(text)  # type: ignore[arg-type]
+    return PromptExtractor(**options).extract(text)
 
 
 def read_post_file(path: Path, extractor: PromptExtractor) -> ExtractedPost:
@@ -146,12 +160,6 @@ def read_post_file(path: Path, extractor: PromptExtractor) -> ExtractedPost:
     if "\x00" in text:
         raise PostParseError(f"{path}: contains NUL bytes; not a text file")
     return extractor.extract(text, source=str(path), default_slug=path.stem)
-
-
-def fingerprint(kind: PromptKind, prompt: str, size: Size, occurrence: int = 0) -> str:
-    """Stable identity of one image of a post; the same inputs give the same hex digest."""
-    canonical = "\x1f".join(["v1", kind.value, prompt.casefold(), str(size), str(occurrence)])
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def slugify(text: str) -> str:

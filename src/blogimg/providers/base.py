@@ -1,14 +1,20 @@
-"""The one interface every image provider implements.
+"""The interfaces every provider implements: image providers and captioners.
 
-A provider turns an :class:`~blogimg.domain.ImageRequest` into untrusted image bytes, or raises
-:class:`~blogimg.errors.ProviderError` carrying an :class:`~blogimg.domain.Outcome`. It does not
-retry, sleep, fall back or write to the database: the chain and the worker own all of that, so
-every provider gets the same, tested behaviour.
+An image provider turns an :class:`~blogimg.domain.ImageRequest` into untrusted image bytes; a
+captioner turns a :class:`CaptionRequest` (a stored image and its post) into one sentence of alt
+text. Both raise :class:`~blogimg.errors.ProviderError` carrying an
+:class:`~blogimg.domain.Outcome` when a call fails. Neither retries, sleeps, falls back or writes
+to the database: the chain (:mod:`blogimg.pipeline.chain`) and the worker own all of that, so
+every call gets the same, tested behaviour.
+
+Optional capability, for both: ``estimate_cost(request) -> float | None``, the price of a call
+before it is made (budgets need it). Without it the price is unknown, so with a budget set the
+call is not made at all.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from blogimg.domain import ImageRequest, ProviderImage
@@ -16,7 +22,7 @@ from blogimg.domain import ImageRequest, ProviderImage
 
 @dataclass(frozen=True, slots=True)
 class ProviderInfo:
-    """What a provider is, needs and can do; shown by ``blogimg providers``."""
+    """What a provider (or captioner) is, needs and can do; shown by ``blogimg providers``."""
 
     name: str
     description: str
@@ -32,6 +38,11 @@ class ProviderInfo:
     @property
     def needs_key(self) -> bool:
         return bool(self.key_env_vars)
+
+    @property
+    def install_hint(self) -> str:
+        """How to install what ``requires`` names."""
+        return f"pip install 'blogimg[{self.extra or self.name}]'"
 
 
 @runtime_checkable
@@ -49,11 +60,37 @@ class ImageProvider(Protocol):
         ...
 
 
-class CostEstimating(Protocol):
-    """Optional: providers that can price a request before making it (budgets need this).
+@dataclass(frozen=True, slots=True)
+class CaptionRequest:
+    """A stored image to describe, and the post it illustrates."""
 
-    A provider without ``estimate_cost`` has an unknown price, so with a budget set it is not
-    called at all.
-    """
+    image: bytes = field(repr=False)  #: a small web variant, not the provider's original
+    mime_type: str
+    title: str
+    summary: str = ""
+    language: str = "en"
+    max_chars: int = 125
 
-    def estimate_cost(self, request: ImageRequest) -> float | None: ...
+
+@dataclass(frozen=True, slots=True)
+class Caption:
+    """A successful caption call: the text (possibly empty: the chain calls that ``empty``) and its cost."""
+
+    text: str
+    model: str
+    cost_usd: float | None  #: None means the price is unknown, never free
+
+
+@runtime_checkable
+class Captioner(Protocol):
+    """Something that writes alt text for one stored image (``BLOGIMG_ALT_TEXT_VISION``)."""
+
+    info: ProviderInfo
+
+    async def caption(self, request: CaptionRequest) -> Caption:
+        """Describe the image, or raise ProviderError with the outcome class of the failure."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; called once when a run ends."""
+        ...

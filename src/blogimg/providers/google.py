@@ -6,6 +6,11 @@ models (``imagen-*``) use ``generate_images``, which the SDK serves only in Vert
 ``GOOGLE_API_KEY``, ``GOOGLE_GEMINI_BASE_URL`` / ``GOOGLE_VERTEX_BASE_URL`` — and blogimg never
 overrides them. Its retries are off (one attempt): the chain owns retrying.
 
+The pieces every Gemini call shares — the SDK client (:func:`make_client`), the reading of its
+errors into outcome classes (:func:`classify_error`) and of safety verdicts (:func:`safety_refusal`)
+— are module functions, used by the image provider here and by the vision captioner
+(:mod:`blogimg.providers.vision`).
+
 Safety has three shapes here: a blocked prompt (``promptFeedback.blockReason``, no candidates),
 a withheld image (``finishReason`` IMAGE_SAFETY and friends, no image part), and Imagen's RAI
 filter (no generated image, or ``raiFilteredReason``). All are ``refused``.
@@ -24,6 +29,8 @@ from blogimg.providers.http_errors import outcome_for_status, retry_after_second
 from blogimg.providers.pricing import PriceTable, TokenUsage, default_prices
 
 if TYPE_CHECKING:
+    from google import genai
+
     from blogimg.config import Settings
 
 NAME = "google"
@@ -53,30 +60,75 @@ def nearest_aspect_ratio(width: int, height: int) -> str:
     return min(ASPECT_RATIOS, key=lambda name: abs(ASPECT_RATIOS[name] - ratio))
 
 
+def make_client(settings: Settings) -> genai.Client:
+    """The SDK client for one run, with the SDK's own retries off (the chain retries).
+
+    The key and base URL are left to the SDK, which reads GEMINI_API_KEY / GOOGLE_API_KEY and
+    GOOGLE_GEMINI_BASE_URL (or the Vertex variables).
+    """
+    try:
+        from google import genai
+        from google.genai import types
+    except ImportError:
+        raise ConfigurationError(f"provider {NAME!r} needs its SDK: {INFO.install_hint}") from None
+    options = types.HttpOptions(
+        timeout=round(settings.provider_timeout * 1000),
+        retry_options=types.HttpRetryOptions(attempts=1),  # the chain retries, not the SDK
+    )
+    try:
+        return genai.Client(http_options=options)
+    except ValueError as error:  # no key in the environment
+        raise ConfigurationError(f"provider {NAME!r}: {error}") from None
+
+
+def sdk_errors() -> tuple[type[Exception], ...]:
+    """What a call through the SDK raises that :func:`classify_error` reads (the SDK is installed)."""
+    import httpx2
+    from google.genai import errors
+
+    return (errors.APIError, httpx2.HTTPError, ValueError)
+
+
+def classify_error(error: Exception) -> ProviderError:
+    """An SDK or transport error as the outcome class of the call, with Google's retry delay."""
+    import httpx2
+    from google.genai import errors
+
+    if isinstance(error, errors.APIError):
+        return _classify_api_error(error)
+    if isinstance(error, httpx2.HTTPError):  # timeouts, resets, refused connections
+        return ProviderError(Outcome.TRANSIENT, f"{type(error).__name__}: {error or 'no answer'}")
+    if isinstance(error, ValueError):  # Imagen outside Vertex mode, or a body that is not JSON
+        outcome = Outcome.INVALID if "only supported" in str(error) else Outcome.TRANSIENT
+        return ProviderError(outcome, f"{type(error).__name__}: {error}")
+    return ProviderError(Outcome.INVALID, f"{type(error).__name__}: {error}")
+
+
+def safety_refusal(response: Any) -> str | None:
+    """Why a generate_content answer was refused: a blocked prompt, or a candidate withheld for safety."""
+    feedback = response.prompt_feedback
+    if feedback is not None and feedback.block_reason:
+        return f"prompt blocked: {_name(feedback.block_reason)}"
+    candidates = response.candidates or []
+    finish = _name(candidates[0].finish_reason) if candidates and candidates[0].finish_reason else ""
+    if finish in _REFUSAL_FINISHES:
+        return f"answer withheld: finishReason {finish}"
+    return None
+
+
 class GoogleProvider:
     """One SDK client per run, shared by every job."""
 
     info = INFO
 
     def __init__(self, settings: Settings, *, prices: PriceTable | None = None) -> None:
-        try:
-            import httpx2
-            from google import genai
-            from google.genai import errors, types
-        except ImportError:
-            raise ConfigurationError("provider 'google' needs its SDK: pip install 'blogimg[google]'") from None
-        self._errors, self._types, self._http_errors = errors, types, httpx2.HTTPError
+        from google.genai import types
+
+        self._client = make_client(settings)
+        self._types, self._errors = types, sdk_errors()
         self.model = settings.google_model
         self.info = replace(INFO, models=(self.model, *(m for m in INFO.models if m != self.model)))
         self.prices = prices or default_prices()
-        options = types.HttpOptions(
-            timeout=round(settings.provider_timeout * 1000),
-            retry_options=types.HttpRetryOptions(attempts=1),  # the chain retries, not the SDK
-        )
-        try:
-            self._client = genai.Client(http_options=options)
-        except ValueError as error:
-            raise ConfigurationError(f"provider 'google': {error}") from None
 
     def estimate_cost(self, request: ImageRequest) -> float | None:
         return self.prices.image_price(NAME, self.model, str(request.size), request.quality)
@@ -88,13 +140,8 @@ class GoogleProvider:
             return await self._gemini(request)
         except ProviderError:
             raise
-        except self._errors.APIError as error:
-            raise self._classify(error) from None
-        except self._http_errors as error:  # timeouts, resets, refused connections
-            raise ProviderError(Outcome.TRANSIENT, f"{type(error).__name__}: {error or 'no answer'}") from None
-        except ValueError as error:  # Imagen outside Vertex mode, or a body that is not JSON
-            outcome = Outcome.INVALID if "only supported" in str(error) else Outcome.TRANSIENT
-            raise ProviderError(outcome, f"{type(error).__name__}: {error}") from None
+        except self._errors as error:
+            raise classify_error(error) from None
 
     async def _gemini(self, request: ImageRequest) -> ProviderImage:
         types = self._types
@@ -104,22 +151,18 @@ class GoogleProvider:
         )
         response = await self._client.aio.models.generate_content(
             model=self.model, contents=request.prompt, config=config)
-        feedback = response.prompt_feedback
-        if feedback is not None and feedback.block_reason:
-            raise ProviderError(Outcome.REFUSED, f"prompt blocked: {_name(feedback.block_reason)}",
-                                http_status=200, cost_usd=self._gemini_cost(response, request, made_image=False))
-        candidates = response.candidates or []
-        finish = _name(candidates[0].finish_reason) if candidates and candidates[0].finish_reason else ""
-        for candidate in candidates:
+        for candidate in response.candidates or []:
             for part in (candidate.content.parts or []) if candidate.content else []:
                 blob = part.inline_data
                 if blob is not None and blob.data and (blob.mime_type or "").startswith("image/"):
                     return ProviderImage(data=blob.data, model=self.model,
                                          cost_usd=self._gemini_cost(response, request, made_image=True))
         cost = self._gemini_cost(response, request, made_image=False)
-        if finish in _REFUSAL_FINISHES:
-            raise ProviderError(Outcome.REFUSED, f"image withheld: finishReason {finish}",
-                                http_status=200, cost_usd=cost)
+        refusal = safety_refusal(response)
+        if refusal:
+            raise ProviderError(Outcome.REFUSED, refusal, http_status=200, cost_usd=cost)
+        candidates = response.candidates or []
+        finish = _name(candidates[0].finish_reason) if candidates and candidates[0].finish_reason else ""
         detail = f" (finishReason {finish})" if finish else ""
         raise ProviderError(Outcome.EMPTY, f"no image part in the response{detail}", http_status=200, cost_usd=cost)
 
@@ -159,30 +202,31 @@ class GoogleProvider:
                 return cost
         return self.estimate_cost(request) if made_image else 0.0
 
-    def _classify(self, error: Any) -> ProviderError:
-        status = int(error.code or 0)
-        state = str(error.status or "")
-        message = str(error.message or error)[:500]
-        details = _details(error.details)
-        reasons = {str(d.get("reason", "")) for d in details}
-        outcome = outcome_for_status(status)
-        retry_after = None
-        if reasons & _CREDENTIAL_REASONS or state in {"PERMISSION_DENIED", "UNAUTHENTICATED"}:
-            outcome = Outcome.QUOTA
-        elif state == "FAILED_PRECONDITION" and "billing" in message.lower():
-            outcome = Outcome.QUOTA
-        elif status == 429 or state == "RESOURCE_EXHAUSTED":
-            outcome = Outcome.QUOTA if _daily_quota(details) else Outcome.TRANSIENT
-        if outcome is Outcome.TRANSIENT:
-            retry_after = _retry_delay(details)
-            headers = getattr(getattr(error, "response", None), "headers", None)
-            if retry_after is None and headers is not None:
-                retry_after = retry_after_seconds(dict(headers))
-        label = f"HTTP {status} {state}".strip()
-        return ProviderError(outcome, f"{label}: {message}", http_status=status or None, retry_after=retry_after)
-
     async def aclose(self) -> None:
         await self._client.aio.aclose()
+
+
+def _classify_api_error(error: Any) -> ProviderError:
+    status = int(error.code or 0)
+    state = str(error.status or "")
+    message = str(error.message or error)[:500]
+    details = _details(error.details)
+    reasons = {str(d.get("reason", "")) for d in details}
+    outcome = outcome_for_status(status)
+    retry_after = None
+    if reasons & _CREDENTIAL_REASONS or state in {"PERMISSION_DENIED", "UNAUTHENTICATED"}:
+        outcome = Outcome.QUOTA
+    elif state == "FAILED_PRECONDITION" and "billing" in message.lower():
+        outcome = Outcome.QUOTA
+    elif status == 429 or state == "RESOURCE_EXHAUSTED":
+        outcome = Outcome.QUOTA if _daily_quota(details) else Outcome.TRANSIENT
+    if outcome is Outcome.TRANSIENT:
+        retry_after = _retry_delay(details)
+        headers = getattr(getattr(error, "response", None), "headers", None)
+        if retry_after is None and headers is not None:
+            retry_after = retry_after_seconds(dict(headers))
+    label = f"HTTP {status} {state}".strip()
+    return ProviderError(outcome, f"{label}: {message}", http_status=status or None, retry_after=retry_after)
 
 
 def _name(value: Any) -> str:

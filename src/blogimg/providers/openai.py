@@ -1,5 +1,9 @@
 """``openai``: the Images API through the official ``openai`` SDK.
 
+The pieces every OpenAI call shares — the SDK client (:func:`make_client`) and the reading of its
+errors into outcome classes (:func:`classify_error`) — are module functions, used by the image
+provider here and by the vision captioner (:mod:`blogimg.providers.vision`).
+
 The SDK reads its own variables — ``OPENAI_API_KEY``, ``OPENAI_BASE_URL`` (which also points it
 at OpenAI-compatible image servers) — and blogimg never overrides them. The SDK's own retries
 are off: the chain retries, so every call is one ledger row and one Retry-After decision.
@@ -12,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from blogimg.domain import ImageRequest, Outcome, ProviderImage
 from blogimg.errors import ConfigurationError, ProviderError
@@ -21,6 +25,8 @@ from blogimg.providers.http_errors import outcome_for_status, retry_after_second
 from blogimg.providers.pricing import PriceTable, TokenUsage, default_prices
 
 if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
     from blogimg.config import Settings
 
 NAME = "openai"
@@ -28,6 +34,8 @@ STANDARD_SIZES = ("1024x1024", "1536x1024", "1024x1536")
 # Error codes of the Images API that mean the safety system said no, and those that mean money.
 _REFUSAL_CODES = frozenset({"content_policy_violation", "moderation_blocked", "image_content_policy_violation"})
 _QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"})
+ImageQuality = Literal["low", "medium", "high", "auto"]
+_QUALITIES: dict[str, ImageQuality] = {"low": "low", "medium": "medium", "high": "high", "auto": "auto"}
 
 INFO = ProviderInfo(
     name=NAME,
@@ -51,25 +59,67 @@ def standard_size(width: int, height: int) -> str:
     return "1024x1024"
 
 
+def make_client(settings: Settings) -> AsyncOpenAI:
+    """The SDK client for one run, with the SDK's own retries off (the chain retries).
+
+    api_key and base_url are left to the SDK, which reads OPENAI_API_KEY / OPENAI_BASE_URL.
+    """
+    try:
+        import openai
+    except ImportError:
+        raise ConfigurationError(f"provider {NAME!r} needs its SDK: {INFO.install_hint}") from None
+    try:
+        return openai.AsyncOpenAI(max_retries=0, timeout=settings.provider_timeout)
+    except openai.OpenAIError as error:  # no key in the environment
+        raise ConfigurationError(f"provider {NAME!r}: {error}") from None
+
+
+def sdk_errors() -> tuple[type[Exception], ...]:
+    """What a call through the SDK raises that :func:`classify_error` reads (the SDK is installed)."""
+    import openai
+
+    return (openai.OpenAIError, ValueError)
+
+
+def classify_error(error: Exception) -> ProviderError:
+    """An SDK error as the outcome class of the call, with the server's Retry-After when it is transient."""
+    import openai
+
+    if isinstance(error, openai.APITimeoutError):
+        return ProviderError(Outcome.TRANSIENT, "the request timed out")
+    if isinstance(error, openai.APIConnectionError):
+        return ProviderError(Outcome.TRANSIENT, f"connection failed: {error.__cause__ or error}")
+    if isinstance(error, openai.APIStatusError):
+        status, code = error.status_code, (error.code or "")
+        message = _message_of(error)
+        if code in _REFUSAL_CODES or "safety system" in message.lower():
+            outcome = Outcome.REFUSED
+        elif code in _QUOTA_CODES:
+            outcome = Outcome.QUOTA
+        else:
+            outcome = outcome_for_status(status)
+        retry_after = retry_after_seconds(dict(error.response.headers)) if outcome is Outcome.TRANSIENT else None
+        label = f"HTTP {status}" + (f" {code}" if code else "")
+        return ProviderError(outcome, f"{label}: {message}", http_status=status, retry_after=retry_after)
+    if isinstance(error, openai.APIResponseValidationError | ValueError):  # a 200 whose body is not the JSON expected
+        return ProviderError(Outcome.TRANSIENT, f"malformed response: {error}", http_status=200)
+    return ProviderError(Outcome.INVALID, f"{type(error).__name__}: {error}")
+
+
 class OpenAIProvider:
     """One SDK client per run, shared by every job."""
 
     info = INFO
 
     def __init__(self, settings: Settings, *, prices: PriceTable | None = None) -> None:
-        try:
-            import openai
+        from blogimg.providers.download import DownloadPolicy, ImageDownloader
 
-            from blogimg.providers.download import DownloadPolicy, ImageDownloader
-        except ImportError:
-            raise ConfigurationError("provider 'openai' needs its SDK: pip install 'blogimg[openai]'") from None
-        self._openai = openai
+        self._client = make_client(settings)
+        self._errors = sdk_errors()
         self.model = settings.openai_model
         self.quality = settings.quality
         self.info = replace(INFO, models=(self.model, *(m for m in INFO.models if m != self.model)))
         self.prices = prices or default_prices()
-        # api_key and base_url are left to the SDK, which reads OPENAI_API_KEY / OPENAI_BASE_URL.
-        self._client = openai.AsyncOpenAI(max_retries=0, timeout=settings.provider_timeout)
         self._downloader = ImageDownloader(DownloadPolicy(
             max_bytes=settings.download_max_bytes, timeout=settings.download_timeout,
             allow_loopback=settings.download_allow_loopback))
@@ -83,21 +133,22 @@ class OpenAIProvider:
 
     async def generate(self, request: ImageRequest) -> ProviderImage:
         size = standard_size(request.size.width, request.size.height)
+        quality = _QUALITIES.get(request.quality)
+        if quality is None:
+            raise ProviderError(Outcome.INVALID, f"quality {request.quality!r} is not one of {', '.join(_QUALITIES)}",
+                                cost_usd=0.0)
         try:
             response = await self._client.images.generate(
-                model=self.model, prompt=request.prompt, size=size, quality=request.quality, n=1)
-        except self._openai.OpenAIError as error:
-            raise self._classify(error) from None
-        except ValueError as error:  # a 200 whose body is not the JSON the SDK expects
-            raise ProviderError(Outcome.TRANSIENT, f"malformed response: {error}", http_status=200) from None
-        cost = self._cost(getattr(response, "usage", None), size, request.quality)
-        items = getattr(response, "data", None) or []
+                model=self.model, prompt=request.prompt, size=size, quality=quality, n=1)
+        except self._errors as error:
+            raise classify_error(error) from None
+        cost = self._cost(response.usage, size, request.quality)
+        items = response.data or []
         if not items:
             raise ProviderError(Outcome.EMPTY, "the response held no image", http_status=200, cost_usd=cost)
         item = items[0]
         data = await self._image_bytes(item, cost)
-        return ProviderImage(data=data, model=self.model, cost_usd=cost,
-                             revised_prompt=getattr(item, "revised_prompt", None))
+        return ProviderImage(data=data, model=self.model, cost_usd=cost, revised_prompt=item.revised_prompt)
 
     async def _image_bytes(self, item: Any, cost: float | None) -> bytes:
         if item.b64_json:
@@ -129,28 +180,6 @@ class OpenAIProvider:
             if cost is not None:
                 return cost
         return self.prices.image_price(NAME, self.model, size, quality)
-
-    def _classify(self, error: Exception) -> ProviderError:
-        openai = self._openai
-        if isinstance(error, openai.APITimeoutError):
-            return ProviderError(Outcome.TRANSIENT, "the request timed out")
-        if isinstance(error, openai.APIConnectionError):
-            return ProviderError(Outcome.TRANSIENT, f"connection failed: {error.__cause__ or error}")
-        if isinstance(error, openai.APIStatusError):
-            status, code = error.status_code, (error.code or "")
-            message = _message_of(error)
-            if code in _REFUSAL_CODES or "safety system" in message.lower():
-                outcome = Outcome.REFUSED
-            elif code in _QUOTA_CODES:
-                outcome = Outcome.QUOTA
-            else:
-                outcome = outcome_for_status(status)
-            retry_after = retry_after_seconds(dict(error.response.headers)) if outcome is Outcome.TRANSIENT else None
-            label = f"HTTP {status}" + (f" {code}" if code else "")
-            return ProviderError(outcome, f"{label}: {message}", http_status=status, retry_after=retry_after)
-        if isinstance(error, openai.APIResponseValidationError):
-            return ProviderError(Outcome.TRANSIENT, f"malformed response: {error}", http_status=200)
-        return ProviderError(Outcome.INVALID, f"{type(error).__name__}: {error}")
 
     async def aclose(self) -> None:
         await self._client.close()

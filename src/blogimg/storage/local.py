@@ -9,6 +9,7 @@ and cleanup can find leftovers.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import tempfile
 from collections.abc import AsyncIterator
@@ -72,7 +73,7 @@ class LocalStorage:
             if key.startswith(prefix):
                 yield StoredObject(key=key, size=size, url=self.url(key), modified=modified)
 
-    def _scan(self) -> list[tuple[str, int, float]]:
+    def _scan(self) -> builtins.list[tuple[str, int, float]]:
         found = []
         for directory, _, files in os.walk(self.root):
             for name in files:

@@ -15,7 +15,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from blogimg.api.routes.common import CatalogDep, errors
+from blogimg.api.deps import CatalogDep
+from blogimg.api.errors import errors
 from blogimg.db.catalog import Catalog
 
 router = APIRouter(tags=["events"])

@@ -10,8 +10,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
-from blogimg.api.app import ApiError
-from blogimg.api.routes.common import MUTATING, Authorized, CatalogDep, State, errors, image_out
+from blogimg.api.deps import Authorized, CatalogDep, DatabaseDep, ReportingDep, RuntimeDep, StateDep
+from blogimg.api.errors import MUTATING, ApiError, errors
+from blogimg.api.routes.common import image_out
 from blogimg.api.schemas import (
     NO_NUL,
     CleanupOut,
@@ -21,18 +22,23 @@ from blogimg.api.schemas import (
     ImageOut,
     ImageUpdate,
     StatsOut,
+    StatsRow,
 )
-from blogimg.db.batches import PromptSpec, create_generation_batch
-from blogimg.db.tables import BlogPost, ImagePromptRow
+from blogimg.db.catalog import ImageEdit, ImageWithVariants
+from blogimg.db.posts import PromptSpec
+from blogimg.db.queue import PromptsToEnqueue
+from blogimg.domain import PromptKind, Size, Status
 from blogimg.errors import NotFoundError
+from blogimg.pipeline.batches import run_batch
 from blogimg.pipeline.cleanup import find_orphans
+from blogimg.storage.base import Storage
 
 router = APIRouter(prefix="/api/images", tags=["images"])
 
 
 @router.post("/generate", status_code=202, response_model=GenerateResponse, dependencies=[Authorized],
              responses=errors(401, 404, 413, 422))
-async def generate(body: GenerateRequest, state: State,
+async def generate(body: GenerateRequest, runtime: RuntimeDep, state: StateDep,
                    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None) -> GenerateResponse:
     """Queue images for a post's prompts and/or explicit prompts; 202 with the batch."""
     if body.blog_post_id is None and not body.prompts:
@@ -41,32 +47,31 @@ async def generate(body: GenerateRequest, state: State,
     unknown = sorted(set(options.providers or []) - state.provider_names) if options else []
     if unknown:
         raise ApiError(422, "validation", f"unknown providers: {', '.join(unknown)}")
-    default_size = (options.size if options else None) or state.settings.inline_size
-    specs = [PromptSpec(p.prompt, p.kind, p.size or default_size) for p in body.prompts or []]
+    default_size = (options.size if options else None) or runtime.settings.inline_size
+    specs = [PromptSpec(p.prompt, PromptKind(p.kind), Size.parse(p.size or default_size)) for p in body.prompts or []]
     job_options = {key: value for key, value in {
         "providers": options.providers if options else None, "quality": options.quality if options else None,
     }.items() if value} or None
     request_hash = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
-    assert state.repository is not None
-    created = await create_generation_batch(
-        state.repository.sessions, idempotency_key=idempotency_key, request_hash=request_hash,
+    summary = await run_batch(runtime.database, PromptsToEnqueue(
         post_id=body.blog_post_id, prompts=specs, variations=options.variations if options else 1,
-        options=job_options)
-    return GenerateResponse(batch_id=created.batch_id, image_ids=created.image_ids)
+        options=job_options, idempotency_key=idempotency_key, request_hash=request_hash))
+    assert summary.batch_id is not None
+    return GenerateResponse(batch_id=summary.batch_id, image_ids=list(summary.image_ids))
 
 
 @router.get("/stats", response_model=StatsOut)
-async def stats(catalog: CatalogDep) -> StatsOut:
+async def stats(reporting: ReportingDep) -> StatsOut:
     """By provider, model, status and day: counts, success rate, p50/p95 latency, cost, bytes."""
-    return StatsOut(items=await catalog.stats())
+    return StatsOut(items=[StatsRow(**dataclasses.asdict(row)) for row in await reporting.daily()])
 
 
 @router.get("/search", response_model=ImageList, responses=errors(422))
 async def search(
-    catalog: CatalogDep,
+    catalog: CatalogDep, runtime: RuntimeDep,
     q: Annotated[str | None, Query(max_length=200, pattern=NO_NUL, description="Text in the prompt or alt text")] = None,
     provider: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
-    status: Annotated[str | None, Query(pattern="^(queued|running|succeeded|failed)$")] = None,
+    status: Status | None = None,
     post_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
@@ -77,51 +82,52 @@ async def search(
     page = await catalog.search(text=q, provider=provider, status=status, post_id=post_id,
                                 created_from=_naive_utc(created_from), created_to=_naive_utc(created_to),
                                 cursor=cursor, limit=limit)
-    return ImageList(items=[image_out(item) for item in page.items], next_cursor=page.next_cursor)
+    return ImageList(items=[image_out(item, runtime.storage) for item in page.items], next_cursor=page.next_cursor)
 
 
 @router.post("/cleanup", response_model=CleanupOut, dependencies=[Authorized], responses=MUTATING)
 async def cleanup(
-    state: State, catalog: CatalogDep,
+    runtime: RuntimeDep, catalog: CatalogDep,
     apply: bool = False,
     grace_seconds: Annotated[float, Query(ge=0, le=10 * 365 * 86400)] = 3600.0,
 ) -> CleanupOut:
     """Orphans both ways. A dry run unless ``apply``; then only files older than the grace period go."""
-    report = await find_orphans(catalog, state.storage, apply=apply, grace_seconds=grace_seconds)
+    report = await find_orphans(catalog, runtime.storage, apply=apply, grace_seconds=grace_seconds)
     return CleanupOut(**dataclasses.asdict(report))
 
 
 @router.get("/blog/{post_id}", response_model=ImageList, responses=errors(404, 422))
-async def for_post(post_id: int, catalog: CatalogDep) -> ImageList:
+async def for_post(post_id: int, catalog: CatalogDep, runtime: RuntimeDep) -> ImageList:
     """Every image of one post."""
-    return await _images_of(catalog, BlogPost, post_id, "post")
+    return _image_list(None if _too_big(post_id) else await catalog.images_of_post(post_id),
+                       runtime.storage, f"no post with id {post_id}")
 
 
 @router.get("/prompt/{prompt_id}", response_model=ImageList, responses=errors(404, 422))
-async def for_prompt(prompt_id: int, catalog: CatalogDep) -> ImageList:
+async def for_prompt(prompt_id: int, catalog: CatalogDep, runtime: RuntimeDep) -> ImageList:
     """Every image (variation) of one prompt."""
-    return await _images_of(catalog, ImagePromptRow, prompt_id, "prompt")
+    return _image_list(None if _too_big(prompt_id) else await catalog.images_of_prompt(prompt_id),
+                       runtime.storage, f"no prompt with id {prompt_id}")
 
 
-async def _images_of(catalog, owner: type, owner_id: int, noun: str) -> ImageList:  # type: ignore[no-untyped-def]
-    items = None if _too_big(owner_id) else await catalog.images_of(owner, owner_id)
+def _image_list(items: list[ImageWithVariants] | None, storage: Storage, missing: str) -> ImageList:
     if items is None:
-        raise NotFoundError(f"no {noun} with id {owner_id}")
-    return ImageList(items=[image_out(item) for item in items], next_cursor=None)
+        raise NotFoundError(missing)
+    return ImageList(items=[image_out(item, storage) for item in items], next_cursor=None)
 
 
 @router.get("/{image_id}", response_model=ImageOut, responses=errors(404, 422))
-async def read(image_id: int, catalog: CatalogDep) -> ImageOut:
+async def read(image_id: int, catalog: CatalogDep, runtime: RuntimeDep) -> ImageOut:
     item = None if _too_big(image_id) else await catalog.image(image_id)
     if item is None:
         raise NotFoundError(f"no image with id {image_id}")
-    return image_out(item)
+    return image_out(item, runtime.storage)
 
 
 @router.put("/{image_id}", response_model=ImageOut, dependencies=[Authorized], responses=errors(401, 404, 413, 422))
-async def edit(image_id: int, body: ImageUpdate, catalog: CatalogDep) -> ImageOut:
+async def edit(image_id: int, body: ImageUpdate, catalog: CatalogDep, runtime: RuntimeDep) -> ImageOut:
     """Change alt text, rating (1–5), focal point or tags; fields left out stay as they are."""
-    values: dict = {}
+    values: ImageEdit = {}
     given = body.model_fields_set
     if "alt_text" in given:
         values["alt_text"] = body.alt_text
@@ -136,33 +142,34 @@ async def edit(image_id: int, body: ImageUpdate, catalog: CatalogDep) -> ImageOu
         await catalog.update_image(image_id, values) if values else await catalog.image(image_id))
     if item is None:
         raise NotFoundError(f"no image with id {image_id}")
-    return image_out(item)
+    return image_out(item, runtime.storage)
 
 
 @router.delete("/{image_id}", status_code=204, dependencies=[Authorized], responses=errors(401, 404, 422),
                response_class=Response)
-async def remove(image_id: int, catalog: CatalogDep, state: State) -> Response:
+async def remove(image_id: int, catalog: CatalogDep, runtime: RuntimeDep) -> Response:
     """Delete the image, its variants' rows and every file no other image shares."""
     keys = None if _too_big(image_id) else await catalog.delete_image(image_id)
     if keys is None:
         raise NotFoundError(f"no image with id {image_id}")
     for key in keys:  # after the row: a crash here leaves orphan files, which cleanup finds
-        await state.storage.delete(key)
+        await runtime.storage.delete(key)
     return Response(status_code=204)
 
 
 @router.post("/{image_id}/retry", status_code=202, response_model=ImageOut, dependencies=[Authorized],
              responses=errors(401, 404, 409, 422))
-async def retry(image_id: int, catalog: CatalogDep) -> ImageOut:
+async def retry(image_id: int, database: DatabaseDep, runtime: RuntimeDep) -> ImageOut:
     """Queue a failed image again."""
-    before = None if _too_big(image_id) else await catalog.retry(image_id)
+    before = None if _too_big(image_id) else await database.queue.requeue(image_id)
     if before is None:
         raise NotFoundError(f"no image with id {image_id}")
-    if before != "failed":
+    if before != Status.FAILED:
         raise ApiError(409, "conflict", f"image {image_id} is {before}; only failed images are retried")
-    item = await catalog.image(image_id)
-    assert item is not None
-    return image_out(item)
+    item = await database.catalog.image(image_id)
+    if item is None:  # deleted in between
+        raise NotFoundError(f"no image with id {image_id}")
+    return image_out(item, runtime.storage)
 
 
 def _too_big(identifier: int) -> bool:

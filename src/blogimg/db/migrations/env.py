@@ -9,6 +9,7 @@ import asyncio
 import os
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 from blogimg.db.tables import Base
 
@@ -16,7 +17,7 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -56,7 +56,7 @@ def downgrade() -> None:
             op.execute(f"DROP INDEX IF EXISTS ix_{name}_trgm")
 
 
-def _sqlite_upgrade(bind) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_upgrade(bind: sa.engine.Connection) -> None:
     options = {row[0] for row in bind.exec_driver_sql("PRAGMA compile_options")}
     if "ENABLE_FTS5" not in options:
         log.warning("this SQLite has no FTS5: text search will scan instead of using an index")
@@ -75,7 +75,7 @@ def _sqlite_upgrade(bind) -> None:  # type: ignore[no-untyped-def]
                    f"INSERT INTO {name}(rowid, {column}) VALUES (new.id, new.{column}); END")
 
 
-def _postgresql_upgrade(bind) -> None:  # type: ignore[no-untyped-def]
+def _postgresql_upgrade(bind: sa.engine.Connection) -> None:
     savepoint = bind.begin_nested()
     try:
         bind.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")

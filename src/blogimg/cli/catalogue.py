@@ -1,0 +1,162 @@
+"""Commands that read the catalogue: ``stats``, ``search``, ``cleanup`` and ``providers``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from blogimg.cli.output import bytes_line, console, guarded, load_settings, money
+from blogimg.config import Settings
+from blogimg.db.catalog import Page
+from blogimg.db.database import Database
+from blogimg.db.reporting import Totals
+from blogimg.domain import Status
+from blogimg.errors import BlogimgError
+from blogimg.pipeline.cleanup import CleanupReport, find_orphans
+from blogimg.providers.pricing import PriceTable
+from blogimg.storage.factory import build_storage
+
+
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[Database]:
+    """The catalogue of ``settings``' database, migrated, for one command; closed afterwards."""
+    database = await Database.open(settings.database_url)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+def stats() -> None:
+    """Images by status and provider, cost and bytes saved."""
+
+    def work() -> None:
+        settings = load_settings()
+
+        async def read() -> Totals:
+            async with _database(settings) as database:
+                return await database.reporting.totals()
+
+        totals = asyncio.run(read())
+        table = Table(title=f"blogimg — {totals.posts} posts")
+        table.add_column("status")
+        table.add_column("images", justify="right")
+        for status, count in totals.by_status.items():
+            table.add_row(status.value, str(count))
+        console.print(table)
+        providers = Table(title="provider calls")
+        for column in ("provider", "calls", "ok", "cost", "mean latency"):
+            providers.add_column(column, justify="left" if column == "provider" else "right")
+        for row in totals.by_provider:
+            providers.add_row(row.provider, str(row.calls), str(row.ok), money(row.cost_usd, row.unknown_cost_calls),
+                              f"{row.mean_latency_ms} ms")
+        console.print(providers)
+        console.print(bytes_line(totals.bytes_original, totals.bytes_stored))
+
+    guarded(work)
+
+
+def search(
+    query: Annotated[str, typer.Argument(help="Text to find in prompts and alt text.")],
+    status: Annotated[Status | None, typer.Option(help="Only images with this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
+) -> None:
+    """Find images by their prompt or alt text, newest first."""
+
+    def work() -> None:
+        settings = load_settings()
+
+        storage = build_storage(settings)
+
+        async def find() -> Page:
+            async with _database(settings) as database:
+                return await database.catalog.search(text=query, provider=None, status=status, post_id=None,
+                                                     created_from=None, created_to=None, cursor=None, limit=limit)
+
+        page = asyncio.run(find())
+        table = Table(title=f"images matching “{escape(query)}”")
+        for column in ("id", "status", "provider", "prompt", "url"):
+            table.add_column(column, overflow="fold")
+        for item in page.items:
+            image = item.image
+            where = storage.url(image.storage_key) if image.storage_key else escape(image.error_message or "")
+            table.add_row(str(image.id), image.status.value, image.provider or "", escape(item.prompt[:80]), where)
+        console.print(table if page.items else "no images match")
+
+    guarded(work)
+
+
+def cleanup(
+    apply: Annotated[bool, typer.Option("--apply", help="Delete orphan files (default: only report).")] = False,
+    grace_seconds: Annotated[float, typer.Option(min=0, help="Only delete files older than this.")] = 3600.0,
+) -> None:
+    """Report files with no row and rows whose files are missing; --apply deletes old orphan files."""
+    def work() -> None:
+        settings = load_settings()
+
+        async def run() -> CleanupReport:
+            async with _database(settings) as database:
+                return await find_orphans(database.catalog, build_storage(settings), apply=apply,
+                                          grace_seconds=grace_seconds)
+
+        report = asyncio.run(run())
+        console.print(f"files with no row: {len(report.files_without_rows)}")
+        for key in report.files_without_rows[:50]:
+            console.print(f"  {key}", highlight=False)
+        console.print(f"images whose files are missing: {len(report.rows_missing_files)}"
+                      + (f" (ids {', '.join(map(str, report.rows_missing_files[:50]))})" if report.rows_missing_files else ""))
+        if apply:
+            console.print(f"deleted {len(report.deleted)} files older than {grace_seconds:g} s")
+        elif report.files_without_rows:
+            console.print("dry run: nothing deleted; pass --apply to delete orphan files older than the grace period")
+
+    guarded(work)
+
+
+def providers() -> None:
+    """Which providers exist, which are configured, their models, and what an image costs."""
+    from blogimg.providers.pricing import default_prices
+    from blogimg.providers.registry import ProviderRegistry
+
+    def work() -> None:
+        settings = load_settings()
+        registry, prices = ProviderRegistry(), default_prices()
+        order = settings.providers or registry.default_order()
+        table = Table(title="providers (fallback order: " + " → ".join(order) + ")",
+                      caption=f"list prices per image at quality '{settings.quality}', as of {prices.as_of}; "
+                              "unknown prices are recorded as unknown, never $0")
+        for column in ("name", "configured", "model", "price per image", "needs"):
+            table.add_column(column, overflow="fold")
+        for name in registry.names():
+            try:
+                info = registry.info(name)
+            except BlogimgError as error:
+                table.add_row(name, "[red]unavailable[/]", "", "", escape(str(error)))
+                continue
+            configured = "[green]yes[/]" if registry.is_configured(name) else "[yellow]no[/]"
+            needs = " or ".join(info.key_env_vars) if info.needs_key else "nothing (offline)"
+            missing = registry.missing_modules(name)
+            if missing:
+                configured = "[red]SDK missing[/]"
+                needs = escape(f"pip install 'blogimg[{info.extra or name}]'; then {needs}")
+            model = {"openai": settings.openai_model, "google": settings.google_model}.get(name, info.models[0])
+            others = len([m for m in info.models if m != model])
+            table.add_row(name, configured, model + (f" (+{others} more)" if others else ""),
+                          _price_range(prices, name, model, settings.quality), needs)
+        console.print(table)
+
+    guarded(work)
+
+
+def _price_range(prices: PriceTable, provider: str, model: str, quality: str) -> str:
+    known = sorted(p.usd for p in prices.image_prices(provider, model) if p.quality in (quality, "*"))
+    if not known:
+        return "[yellow]unknown[/]"
+    low, high = known[0], known[-1]
+    return f"${low:.3f}" if low == high else f"${low:.3f}–${high:.3f}"

@@ -1,0 +1,147 @@
+"""What every command shares: settings from the environment, one-line errors, progress and tables.
+
+Errors are one line on stderr and a non-zero exit; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from blogimg.config import Settings
+from blogimg.domain import EventKind, Outcome, ProgressEvent, RunSummary
+from blogimg.errors import BlogimgError
+
+console = Console()
+errors = Console(stderr=True)
+_debug = {"enabled": False}
+
+
+def set_debug(enabled: bool) -> None:
+    """``--debug``: tracebacks instead of one-line errors, and debug logs."""
+    _debug["enabled"] = enabled
+    logging.basicConfig(level=logging.DEBUG if enabled else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and blogimg.toml; a bad one is a BlogimgError naming it."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise BlogimgError(f"setting BLOGIMG_{where.upper()}: {first['msg']}") from None
+    except SettingsError as error:
+        raise BlogimgError(f"settings: {error}") from None
+
+
+def guarded(work: Callable[[], None]) -> None:
+    """Run a command's work: one clear line and a non-zero exit for every failure."""
+    try:
+        work()
+    except (typer.Exit, typer.Abort):
+        raise
+    except BlogimgError as error:
+        if _debug["enabled"]:
+            raise
+        errors.print(f"error: {error}", highlight=False, markup=False)
+        raise typer.Exit(code=2) from None
+    except KeyboardInterrupt:
+        errors.print("interrupted; unfinished images stay queued and resume on the next run")
+        raise typer.Exit(code=130) from None
+    except Exception as error:
+        if _debug["enabled"]:
+            raise
+        errors.print(f"error: unexpected {type(error).__name__}: {error} (run with --debug for details)",
+                     highlight=False, markup=False)
+        raise typer.Exit(code=1) from None
+
+
+def provider_list(text: str | None) -> list[str] | None:
+    """``--providers a,b`` as a list; None when not given."""
+    return [name.strip() for name in text.split(",") if name.strip()] if text else None
+
+
+class ProgressDisplay:
+    """A Rich progress bar fed by the pipeline's events."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+            console=console, transient=False,
+        )
+        self.task = self.progress.add_task("images", total=None, status="")
+        self.failed = 0
+
+    def __enter__(self) -> ProgressDisplay:
+        # The bar appears once work is queued, so a run refused up front prints only its error.
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.progress.live.is_started:
+            self.progress.stop()
+
+    def handle(self, event: ProgressEvent) -> None:
+        if event.kind is EventKind.QUEUED:
+            self.progress.start()
+            self.progress.update(self.task, total=event.total,
+                                 status="nothing to do" if not event.total else "")
+        elif event.kind in (EventKind.SUCCEEDED, EventKind.FAILED):
+            self.failed += event.kind is EventKind.FAILED
+            status = f"[red]{self.failed} failed[/]" if self.failed else ""
+            self.progress.update(self.task, completed=event.done, status=status)
+        elif event.kind is EventKind.ATTEMPT and event.attempt and event.attempt.outcome is not Outcome.OK:
+            attempt = event.attempt
+            self.progress.console.log(
+                f"image {event.image_id}: {attempt.provider} call {attempt.attempt} ended "
+                f"{attempt.outcome.value}: {escape(attempt.error or '')}", highlight=False)
+
+
+def print_summary(summary: RunSummary, title: str) -> None:
+    table = Table(title=f"blogimg {title} — summary", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    if summary.posts:
+        table.add_row("posts", f"{summary.posts} ({summary.opted_out} opted out)")
+        table.add_row("images needed", str(summary.prompts))
+        table.add_row("already made", str(summary.already_done))
+    table.add_row("generated now", f"[green]{summary.succeeded}[/]")
+    table.add_row("failed", f"[red]{summary.failed}[/]" if summary.failed else "0")
+    table.add_row("provider calls", str(summary.provider_calls))
+    table.add_row("cost", money(summary.cost_usd, summary.unknown_cost_calls))
+    table.add_row("time", f"{summary.seconds:.1f} s")
+    table.add_row("bytes saved", bytes_line(summary.bytes_original, summary.bytes_stored))
+    console.print(table)
+    for image_id, code, message in summary.failures[:20]:
+        errors.print(f"image {image_id} failed ({code}): {message}", highlight=False)
+
+
+def money(known: float, unknown_calls: int) -> str:
+    text = f"${known:.4f}"
+    return text + f" + {unknown_calls} calls of unknown cost" if unknown_calls else text
+
+
+def bytes_line(original: int, stored: int) -> str:
+    if not original:
+        return "—"
+    saved = 1 - stored / original
+    return f"{_human(original)} from providers → {_human(stored)} optimized masters ({saved:.0%} saved)"
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"

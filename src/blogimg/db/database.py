@@ -1,0 +1,43 @@
+"""One open catalogue database and the objects that own its parts, opened and closed together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from blogimg.db.catalog import Catalog
+from blogimg.db.engine import open_database
+from blogimg.db.ledger import Ledger
+from blogimg.db.posts import Posts
+from blogimg.db.queue import JobQueue
+from blogimg.db.reporting import Reporting
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """The engine and, over it, the queue (job state), the ledger, the catalogue and reporting."""
+
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    queue: JobQueue
+    ledger: Ledger
+    catalog: Catalog
+    reporting: Reporting
+    posts: Posts
+
+    @classmethod
+    async def open(cls, database_url: str) -> Database:
+        """Open (and migrate, on first use) the database at ``database_url``."""
+        engine, sessions = await open_database(database_url)
+        return cls(engine, sessions, JobQueue(engine, sessions), Ledger(sessions), Catalog(engine, sessions),
+                   Reporting(engine, sessions), Posts(sessions))
+
+    async def ping(self) -> None:
+        """Raise unless the database answers."""
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
