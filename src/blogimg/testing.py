@@ -107,19 +107,35 @@ class FakeProvider:
         return self.cost_usd
 
     async def generate(self, request: ImageRequest) -> ProviderImage:
-        if self._handler is not None:
-            return await self._handle(request)
         number = len(self.calls) + 1
-        outcome = self._next_outcome(request, number)
-        self.calls.append(FakeCall(number, request, outcome))
+        # A script decides the outcome on arrival; a handler's is known when it has answered.
+        scripted = None if self._handler is not None else self._next_outcome(request, number)
+        call = FakeCall(number, request, scripted)
+        self.calls.append(call)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             delay = self._latency(number) if callable(self._latency) else self._latency
             if delay:
                 await asyncio.sleep(delay)
+            if scripted is not None:
+                return self._scripted_answer(request, scripted)
+            assert self._handler is not None
+            answer = self._handler(request, number)
+            image = await answer if inspect.isawaitable(answer) else answer
+        except ProviderError as error:
+            if scripted is None:
+                self._settle(call, error.outcome)
+            raise
         finally:
             self.in_flight -= 1
+        self._settle(call, Outcome.OK if image.data else Outcome.EMPTY)
+        return image
+
+    async def aclose(self) -> None:
+        return None
+
+    def _scripted_answer(self, request: ImageRequest, outcome: Outcome) -> ProviderImage:
         if outcome is Outcome.OK:
             return ProviderImage(data=self._image(request), model=self.model, cost_usd=self.cost_usd)
         if outcome is Outcome.EMPTY:
@@ -129,30 +145,6 @@ class FakeProvider:
         raise ProviderError(outcome, f"fake {outcome.value} failure", http_status=status,
                             retry_after=self.retry_after if outcome is Outcome.TRANSIENT else None,
                             cost_usd=0.0)
-
-    async def aclose(self) -> None:
-        return None
-
-    async def _handle(self, request: ImageRequest) -> ProviderImage:
-        assert self._handler is not None
-        number = len(self.calls) + 1
-        call = FakeCall(number, request, None)
-        self.calls.append(call)
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            delay = self._latency(number) if callable(self._latency) else self._latency
-            if delay:
-                await asyncio.sleep(delay)
-            answer = self._handler(request, number)
-            image = await answer if inspect.isawaitable(answer) else answer
-        except ProviderError as error:
-            self._settle(call, error.outcome)
-            raise
-        finally:
-            self.in_flight -= 1
-        self._settle(call, Outcome.OK if image.data else Outcome.EMPTY)
-        return image
 
     def _settle(self, call: FakeCall, outcome: Outcome) -> None:
         for index, recorded in enumerate(self.calls):

@@ -27,9 +27,21 @@ def test_a_post_from_markdown_then_its_images(client: TestClient, api_settings: 
     assert batch["done"] and batch["counts"]["succeeded"] == 2
     images = client.get(f"/api/images/blog/{post['id']}").json()["items"]
     assert {image["status"] for image in images} == {"succeeded"}
+    assert sorted(batch["image_ids"]) == sorted(image["id"] for image in images)  # a batch lists its images
     assert all(image["variants"] and image["url"] for image in images)
     inline = next(image for image in images if image["alt_text"] == "Cabin")
     assert client.get(f"/api/images/prompt/{inline['prompt_id']}").json()["items"][0]["id"] == inline["id"]
+
+
+def test_a_batch_of_images_made_already_counts_exactly_what_it_lists(
+        client: TestClient, api_settings: Settings, storage: MemoryStorage) -> None:
+    post = client.post("/api/posts", json={"markdown": POST, "enqueue": True}, headers=AUTH).json()
+    make_images(api_settings, storage)
+    again = client.post("/api/images/generate", json={"blog_post_id": post["id"]}, headers=AUTH).json()
+    batch = client.get(f"/api/batches/{again['batch_id']}").json()
+    assert len(batch["image_ids"]) == 2 and batch["image_ids"] == again["image_ids"]
+    assert batch["done"] and batch["counts"] == {"queued": 0, "running": 0, "succeeded": 2, "failed": 0}
+    assert batch["cost_usd"] == 0  # nothing was called for it
 
 
 def test_edit_delete_and_retry(client: TestClient, api_settings: Settings, storage: MemoryStorage) -> None:

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import select
 
 from blogimg.config import Settings
+from blogimg.db.jobs import PostsToEnqueue
 from blogimg.db.ledger import Spending
-from blogimg.db.queue import PostsToEnqueue
 from blogimg.db.tables import GeneratedImage, GenerationAttempt
 from blogimg.domain import AttemptRecord, Outcome
 from blogimg.errors import BudgetExceededError

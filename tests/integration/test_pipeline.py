@@ -7,10 +7,16 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from blogimg.config import Settings
+from blogimg.db.jobs import PostsToEnqueue
 from blogimg.db.leases import lease_owner_name
-from blogimg.db.queue import PostsToEnqueue
-from blogimg.db.tables import GeneratedImage, GenerationAttempt, ImagePromptRow, ImageVariant
-from blogimg.domain import EventKind, FinishedImage, Outcome, ProgressEvent
+from blogimg.db.tables import (
+    GeneratedImage,
+    GenerationAttempt,
+    ImageEvent,
+    ImagePromptRow,
+    ImageVariant,
+)
+from blogimg.domain import EventKind, FinishedImage, Outcome, ProgressEvent, Status
 from blogimg.pipeline.generate import generate
 from blogimg.storage import MemoryStorage
 from blogimg.testing import FakeProvider
@@ -152,3 +158,20 @@ async def test_garbage_bytes_from_a_provider_fail_as_image_rejected(tmp_path: Pa
     assert summary.failures[0][1] == "image_rejected" and "not a JPEG, PNG, WebP or AVIF" in summary.failures[0][2]
     assert summary.cost_usd == 0.02  # the call was paid for even though its output was useless
     assert storage.files == {}
+
+
+async def test_cancel_fails_only_jobs_no_worker_has_started(tmp_path: Path, settings: Settings, database) -> None:
+    from blogimg.pipeline.generate import read_posts
+
+    queue = database.queue
+    enqueued = await queue.enqueue(PostsToEnqueue(read_posts([write_posts(tmp_path / "posts", 1, markers=2)], settings)))
+    [running] = await queue.claim(owner="w", limit=1, lease_seconds=60)
+    assert await queue.cancel(enqueued.image_ids) == [i for i in enqueued.image_ids if i != running.image_id]
+    async with database.sessions() as session:
+        rows = dict((await session.execute(select(GeneratedImage.id, GeneratedImage.error_code))).all())
+        events = (await session.execute(select(ImageEvent.image_id, ImageEvent.status)
+                                        .where(ImageEvent.status == Status.FAILED))).all()
+    assert rows[running.image_id] is None and {rows[i] for i in rows if i != running.image_id} == {"cancelled"}
+    assert await queue.cancel(enqueued.image_ids) == []  # nothing queued is left to cancel
+    assert len(events) == 2  # each cancellation wrote its event in the same transaction
+    assert await queue.complete(running, FINISHED)  # the running job was left to finish

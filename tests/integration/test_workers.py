@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from blogimg.config import Settings
-from blogimg.db.queue import PostsToEnqueue
+from blogimg.db.jobs import PostsToEnqueue
 from blogimg.db.tables import GeneratedImage, GenerationAttempt, ImageVariant
 from blogimg.pipeline.generate import read_posts
 from tests.support import REPOSITORY_ROOT, write_posts

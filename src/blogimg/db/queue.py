@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -26,8 +25,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from blogimg.db import posts
+from blogimg.db.jobs import (
+    BatchEnqueued,
+    ClaimedJob,
+    JobContext,
+    PostsToEnqueue,
+    PromptsToEnqueue,
+    Work,
+)
 from blogimg.db.leases import local_prefix, process_alive
-from blogimg.db.posts import PromptSpec
 from blogimg.db.tables import (
     Batch,
     BlogPost,
@@ -41,66 +47,6 @@ from blogimg.domain import ExtractedPost, FinishedImage, Status
 from blogimg.errors import ConflictError
 
 ChangedRows = Sequence[tuple[int, int | None]]  #: (image id, batch id) of each job that changed
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedJob:
-    """A job this worker holds, and the token that proves it."""
-
-    image_id: int
-    lease_token: str
-    attempts: int  #: claims of this job so far, this one included
-
-
-@dataclass(frozen=True, slots=True)
-class JobContext:
-    """What a worker needs to make one image."""
-
-    image_id: int
-    prompt: ImagePromptRow
-    post: BlogPost
-    options: dict[str, Any]  #: per-job choices from the API ({} = the worker's defaults)
-
-
-@dataclass(frozen=True, slots=True)
-class PostsToEnqueue:
-    """Posts read from markdown: save each with its prompts and queue what is not made yet."""
-
-    posts: Sequence[ExtractedPost]
-
-
-@dataclass(frozen=True, slots=True)
-class PromptsToEnqueue:
-    """An API request: explicit prompts and/or a post's own, each in ``variations`` variations."""
-
-    post_id: int | None
-    prompts: Sequence[PromptSpec]
-    variations: int = 1
-    options: dict[str, Any] | None = None  #: per-job choices; None = the worker's defaults
-    idempotency_key: str | None = None
-    request_hash: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class FailedToRetry:
-    """Failed images to make again: these ids, or every failed image when None."""
-
-    image_ids: Sequence[int] | None = None
-
-
-Work = PostsToEnqueue | PromptsToEnqueue | FailedToRetry
-
-
-@dataclass(frozen=True, slots=True)
-class BatchEnqueued:
-    """A batch in the queue: every image it names, and which of them it queued."""
-
-    batch_id: int
-    image_ids: tuple[int, ...]  #: every image the request names, made already or queued now
-    queued_ids: tuple[int, ...]
-    created: bool = True  #: False when an earlier request with the same idempotency key made it
-    post_ids: tuple[int, ...] = field(default=())  #: the posts saved, in the order given
-
 
 
 class JobQueue:

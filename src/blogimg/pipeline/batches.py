@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from blogimg.db.database import Database
-from blogimg.db.queue import PostsToEnqueue, Work
+from blogimg.db.jobs import PostsToEnqueue, Work
 from blogimg.domain import EventKind, ProgressEvent, RunSummary
 from blogimg.pipeline.worker import Worker
 

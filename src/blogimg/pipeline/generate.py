@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from blogimg.config import Settings
-from blogimg.db.queue import FailedToRetry, PostsToEnqueue
+from blogimg.db.jobs import FailedToRetry, PostsToEnqueue
 from blogimg.domain import ExtractedPost, ProgressEvent, RunSummary, Size
 from blogimg.errors import InputError
 from blogimg.pipeline.batches import run_batch

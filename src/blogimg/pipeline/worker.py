@@ -13,9 +13,10 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+from blogimg.db.jobs import ClaimedJob, JobContext
 from blogimg.db.leases import lease_owner_name
 from blogimg.db.ledger import Ledger
-from blogimg.db.queue import ClaimedJob, JobContext, JobQueue
+from blogimg.db.queue import JobQueue
 from blogimg.domain import (
     AttemptRecord,
     EventKind,

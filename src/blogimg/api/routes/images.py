@@ -25,8 +25,8 @@ from blogimg.api.schemas import (
     StatsRow,
 )
 from blogimg.db.catalog import ImageEdit, ImageWithVariants
+from blogimg.db.jobs import PromptsToEnqueue
 from blogimg.db.posts import PromptSpec
-from blogimg.db.queue import PromptsToEnqueue
 from blogimg.domain import PromptKind, Size, Status
 from blogimg.errors import NotFoundError
 from blogimg.pipeline.batches import run_batch

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from blogimg.api.deps import Authorized, RuntimeDep
 from blogimg.api.errors import errors
 from blogimg.api.schemas import PostIn, PostOut, PromptOut
-from blogimg.db.queue import PostsToEnqueue
+from blogimg.db.jobs import PostsToEnqueue
 from blogimg.pipeline.batches import run_batch
 from blogimg.pipeline.generate import extractor_for
 
