@@ -210,3 +210,14 @@ def test_dates_at_the_ends_of_time_do_not_overflow(client: TestClient, moment: s
     # Found by schemathesis: converting these to UTC overflowed into a 500.
     for name in ("created_from", "created_to"):
         assert client.get("/api/images/search", params={name: moment}).status_code == 200
+
+
+def test_null_is_the_same_as_leaving_a_field_out(client: TestClient) -> None:
+    assert client.post("/api/images/generate", json={"blog_post_id": None, "prompts": [{"prompt": "a fox"}]},
+                       headers=AUTH).status_code == 202
+    for body in ({"prompts": None}, {"blog_post_id": None, "prompts": None}):
+        answer = client.post("/api/images/generate", json=body, headers=AUTH)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (422, "validation")
+    too_big = client.post("/api/images/generate", json={"prompts": [{"prompt": "a fox", "size": "9999x9999"}]},
+                          headers=AUTH)
+    assert too_big.status_code == 422 and "between 64 and 8192" in too_big.json()["error"]["message"]

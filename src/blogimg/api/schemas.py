@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from pydantic.json_schema import SkipJsonSchema
 
 from blogimg.domain import Status
 
@@ -49,10 +48,9 @@ class GenerateRequest(Strict):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "anyOf": [{"required": ["blog_post_id"]}, {"required": ["prompts"]}]})
 
-    # SkipJsonSchema: absent is allowed, but null is not a value the schema offers.
-    blog_post_id: int | SkipJsonSchema[None] = Field(None, ge=1, le=2**31 - 1,
-                                                     description="Queue this post's own prompts")
-    prompts: list[PromptIn] | SkipJsonSchema[None] = Field(None, min_length=1, max_length=50)
+    # null is the same as leaving the field out.
+    blog_post_id: int | None = Field(None, ge=1, le=2**31 - 1, description="Queue this post's own prompts")
+    prompts: list[PromptIn] | None = Field(None, min_length=1, max_length=50)
     options: GenerateOptions | None = None
 
 

@@ -71,8 +71,7 @@ def search(
 
     def work() -> None:
         settings = load_settings()
-
-        storage = build_storage(settings)
+        storage = build_storage(settings, writable=False)  # only to build URLs: a read-only mount will do
 
         async def find() -> Page:
             async with _database(settings) as database:

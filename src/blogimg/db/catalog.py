@@ -28,6 +28,7 @@ from blogimg.db.tables import (
     utcnow,
 )
 from blogimg.db.text_search import TextIndex
+from blogimg.domain import Status
 from blogimg.errors import InputError
 
 
@@ -155,7 +156,7 @@ class Catalog:
         ).subquery()
         return set((await session.scalars(select(used.c.key))).all())
 
-    async def search(self, *, text: str | None, provider: str | None, status: str | None, post_id: int | None,
+    async def search(self, *, text: str | None, provider: str | None, status: Status | None, post_id: int | None,
                      created_from: datetime | None, created_to: datetime | None, cursor: str | None,
                      limit: int) -> Page:
         """Newest first, by keyset (created_at, id): page 500,000 costs what page 1 does."""

@@ -8,8 +8,9 @@ On PostgreSQL the candidate rows are picked with FOR UPDATE SKIP LOCKED so worke
 on each other; on SQLite the statement runs under BEGIN IMMEDIATE, which serialises writers.
 
 Every change of status goes through :meth:`JobQueue._changed` in the transaction that makes it:
-that is where its event row is written (and where rollups and webhook deliveries hook in), so a
-reader never sees a report of a change that did not commit, nor a change without its report.
+that is where its event row is written (and where later side effects of a change, such as
+rollups or a webhook outbox, belong), so a reader never sees a report of a change that did not
+commit, nor a change without its report.
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ class JobQueue:
         }
         images: list[GeneratedImage] = []
         queued: list[GeneratedImage] = []
+        changed: list[GeneratedImage] = []  #: new or failed before: these, and only these, change status
         for prompt in prompts:
             for variation in range(variations):
                 image = existing.get((prompt.id, variation))
@@ -153,8 +155,10 @@ class JobQueue:
                     image = GeneratedImage(prompt_id=prompt.id, post_id=prompt.post_id, variation=variation,
                                            status=Status.QUEUED, options=options, attempts=0)
                     session.add(image)
+                    changed.append(image)
                 elif image.status == Status.FAILED:
                     _reset_for_retry(image, options if replace_options else image.options)
+                    changed.append(image)
                 images.append(image)
                 if image.status != Status.SUCCEEDED:
                     # Queued or running jobs (perhaps left by a killed run) join this batch: a live
@@ -162,7 +166,7 @@ class JobQueue:
                     image.batch_id = batch_id
                     queued.append(image)
         await session.flush()  # one round trip for the whole request; assigns the new ids
-        await self._changed(session, [(image.id, batch_id) for image in queued], Status.QUEUED)
+        await self._changed(session, [(image.id, batch_id) for image in changed], Status.QUEUED)
         return [image.id for image in images], [image.id for image in queued]
 
     async def _enqueue_failed(self, image_ids: Sequence[int] | None, batch_id: int) -> list[int]:

@@ -24,7 +24,7 @@ from blogimg.domain import Outcome, Status
 
 @dataclass(frozen=True, slots=True)
 class BatchProgress:
-    """How a batch is doing: counts over exactly the images it names."""
+    """How a batch is doing: counts over exactly the images it names; the cost of its calls."""
 
     id: int
     counts: dict[Status, int]
@@ -89,6 +89,7 @@ class DailyStats:
     bytes_stored: int
 
 
+_IDS_PER_QUERY = 10_000
 _DayKey = tuple[str | None, str | None, Status, str]  #: provider, model, status, UTC day
 
 
@@ -114,13 +115,17 @@ class Reporting:
             batch = await session.get(Batch, batch_id)
             if batch is None:
                 return None
-            # Old batches (before every batch listed its images) are counted by their batch id.
-            members = (GeneratedImage.id.in_(batch.image_ids) if batch.image_ids is not None
-                       else GeneratedImage.batch_id == batch_id)
+            # Counts describe exactly the images the batch lists (made earlier ones count as
+            # succeeded); old batches, from before every batch listed its images, by batch id.
+            # Ids go in slices: SQLite allows some 32,000 parameters a statement.
+            members = ([GeneratedImage.id.in_(batch.image_ids[start:start + _IDS_PER_QUERY])
+                        for start in range(0, len(batch.image_ids), _IDS_PER_QUERY)]
+                       if batch.image_ids is not None else [GeneratedImage.batch_id == batch_id])
             counts = _zero_counts()
-            counts.update((await session.execute(
-                select(GeneratedImage.status, func.count()).where(members).group_by(GeneratedImage.status)
-            )).all())
+            for member in members:
+                for status, count in (await session.execute(
+                        select(GeneratedImage.status, func.count()).where(member).group_by(GeneratedImage.status))):
+                    counts[status] += count
             ledger = await batch_totals(session, batch_id, batch.created_at)
         image_ids = list(batch.image_ids or [])
         return BatchProgress(batch.id, counts, round(ledger.cost_usd, 6), image_ids)

@@ -1,4 +1,4 @@
-"""``run_batch``: the one way work enters the queue — ``generate``, ``retry`` and the API all call it.
+"""``run_batch``: the one way a batch enters the queue — ``generate``, ``retry`` and the API call it.
 
 It enqueues the work as one batch; given a worker, it then makes the batch's images here and
 summarises what happened. Without one (the API), the batch waits for whichever worker — embedded

@@ -13,11 +13,15 @@ if TYPE_CHECKING:
     from blogimg.config import Settings
 
 
-def build_storage(settings: Settings) -> Storage:
-    """The backend for ``settings.storage``; local storage is checked for writability first."""
+def build_storage(settings: Settings, *, writable: bool = True) -> Storage:
+    """The backend for ``settings.storage``; local storage is checked for writability first.
+
+    ``writable=False`` skips the check, for commands that only read (or only build URLs).
+    """
     if settings.storage == "local":
         storage = LocalStorage(settings.storage_path, settings.public_base_url)
-        storage.check_writable()
+        if writable:
+            storage.check_writable()
         return storage
     if settings.storage == "memory":
         return MemoryStorage()

@@ -13,8 +13,12 @@ Create Date: 2026-11-30 19:30:00
 
 from __future__ import annotations
 
+import sqlite3
+
 import sqlalchemy as sa
 from alembic import op
+
+from blogimg.errors import DatabaseError
 
 revision = '0005'
 down_revision = '0004'
@@ -23,6 +27,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite" and sqlite3.sqlite_version_info < (3, 35):
+        raise DatabaseError(f"blogimg needs SQLite 3.35 or newer (this Python has {sqlite3.sqlite_version}); "
+                            "use a Python built with a newer SQLite, or PostgreSQL")
     # Plain ALTER TABLE … DROP COLUMN (SQLite 3.35+), not batch mode: batch mode would copy
     # generated_images into a new table and silently lose the text-search triggers of 0004.
     for table, column in (('generated_images', 'url'), ('generated_images', 'thumbnail_url'),

@@ -1,0 +1,59 @@
+"""Upgrading a catalogue that holds data: what 0005 and 0006 do to rows written by older versions."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+
+from blogimg.config import Settings
+from blogimg.db.database import Database
+from blogimg.db.engine import alembic_config
+from blogimg.db.jobs import PromptsToEnqueue
+from blogimg.db.posts import PromptSpec
+from blogimg.domain import PromptKind, Size
+
+
+def migrate_to(database: Path, revision: str) -> sa.Engine:
+    engine = sa.create_engine(f"sqlite:///{database}")
+    with engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    return engine
+
+
+async def test_prompts_sent_to_the_api_before_the_upgrade_find_their_images(tmp_path: Path, settings: Settings) -> None:
+    path = tmp_path / "old.db"
+    engine = migrate_to(path, "0004")
+    old_fingerprint = hashlib.sha256("\x1f".join(("api", "inline", "A Red Kite", "1024x1024")).encode()).hexdigest()
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO blog_posts (id, slug, title, markdown, summary, tags, language, images_enabled, created_at, "
+            "updated_at) VALUES (1, 'api-prompts', 'API', '', '', '[]', 'en', 1, '2026-01-01', '2026-01-01')")
+        connection.exec_driver_sql(
+            "INSERT INTO image_prompts (id, post_id, kind, position, prompt, size, fingerprint, alt_hint, heading, "
+            f"created_at, updated_at) VALUES (7, 1, 'inline', 1000, 'A Red Kite', '1024x1024', '{old_fingerprint}', "
+            "'', '', '2026-01-01', '2026-01-01')")
+        connection.exec_driver_sql(
+            "INSERT INTO generated_images (id, prompt_id, post_id, variation, status, attempts, tags, url, "
+            "storage_key, created_at, updated_at) VALUES (3, 7, 1, 0, 'succeeded', 1, '[]', '/files/a/b/c.webp', "
+            "'a/b/c.webp', '2026-01-01', '2026-01-01')")
+    engine.dispose()
+
+    database = await Database.open(f"sqlite+aiosqlite:///{path}")  # upgrades to the newest revision
+    try:
+        again = await database.queue.enqueue(PromptsToEnqueue(
+            post_id=None, prompts=[PromptSpec("A Red Kite", PromptKind.INLINE, Size(1024, 1024))]))
+        assert (again.image_ids, again.queued_ids) == ((3,), ())  # found, not made (and paid for) again
+        async with database.engine.connect() as connection:
+            columns = {row[1] for row in await connection.exec_driver_sql("PRAGMA table_info(generated_images)")}
+            triggers = {row[0] for row in await connection.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        assert "url" not in columns and "thumbnail_url" not in columns
+        # Dropping columns in place kept the text-search triggers of 0004 (a table copy would not).
+        assert {"generated_images_text_insert", "generated_images_text_update"} <= triggers
+    finally:
+        await database.close()
