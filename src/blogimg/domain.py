@@ -108,6 +108,9 @@ class ImageRequest:
     title: str = ""  #: the post's title, for providers that set type (the card)
     subtitle: str = ""  #: section heading or summary, for providers that set type
     tags: tuple[str, ...] = ()
+    #: which of several images of one prompt: a provider that draws the same request the same
+    #: way (the card) must vary by it, or "variations" would be copies
+    variation: int = 0
 
 
 @dataclass(frozen=True, slots=True)

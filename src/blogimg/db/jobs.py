@@ -28,6 +28,7 @@ class JobContext:
     prompt: ImagePromptRow
     post: BlogPost
     options: dict[str, Any]  #: per-job choices from the API ({} = the worker's defaults)
+    variation: int = 0  #: which of the prompt's images this is (0 for posts; 0… for API variations)
 
 
 @dataclass(frozen=True, slots=True)

@@ -255,7 +255,7 @@ class JobQueue:
             post = await session.get(BlogPost, image.post_id) if image else None
             if image is None or prompt is None or post is None:  # deleted while it waited
                 raise LookupError(f"claimed image {job.image_id} no longer exists")
-            return JobContext(job.image_id, prompt, post, dict(image.options or {}))
+            return JobContext(job.image_id, prompt, post, dict(image.options or {}), image.variation)
 
     async def heartbeat(self, jobs: Iterable[ClaimedJob], lease_seconds: float) -> set[int]:
         """Extend the leases of ``jobs``; return the ids still held (a lost one is missing)."""

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from blogimg.db.jobs import ClaimedJob, JobContext
 from blogimg.db.leases import lease_owner_name
 from blogimg.db.ledger import Ledger
+from blogimg.db.posts import API_POST_SLUG
 from blogimg.db.queue import JobQueue
 from blogimg.domain import (
     AttemptRecord,
@@ -285,11 +286,15 @@ class Worker:
 
     def _request(self, context: JobContext) -> ImageRequest:
         prompt, post = context.prompt, context.post
+        # A prompt sent to the API without a post belongs to a placeholder post whose title
+        # describes nothing: such an image is about its own prompt.
+        standalone = post.slug == API_POST_SLUG
         return ImageRequest(
             prompt=prompt.prompt, size=Size.parse(prompt.size),
             quality=context.options.get("quality") or self.quality,
-            kind=PromptKind(prompt.kind), title=post.title,
-            subtitle=prompt.heading or prompt.alt_hint, tags=tuple(post.tags or ()),
+            kind=PromptKind(prompt.kind), title=_title(context),
+            subtitle="" if standalone else prompt.heading or prompt.alt_hint,
+            tags=() if standalone else tuple(post.tags or ()), variation=context.variation,
         )
 
     def _finished_image(self, context: JobContext, provider: str, image: ProviderImage,
@@ -301,7 +306,7 @@ class Worker:
         known = [cost for cost in costs if cost is not None]
         cost = round(sum(known), 6) if len(known) == len(costs) else None
         alt_text = caption or derive_alt_text(
-            kind=prompt.kind, prompt=prompt.prompt, title=post.title, summary=post.summary,
+            kind=prompt.kind, prompt=prompt.prompt, title=_title(context), summary=post.summary,
             heading=prompt.heading, alt_hint=prompt.alt_hint, provider_alt=image.alt_text,
             max_chars=self.alt_text_max_chars)
         return FinishedImage(
@@ -318,3 +323,8 @@ class Worker:
     def _emit(self, event: ProgressEvent) -> None:
         if self._on_event is not None:
             self._on_event(event)
+
+
+def _title(context: JobContext) -> str:
+    """The title an image illustrates: its post's, or its own prompt's when sent without a post."""
+    return context.prompt.prompt if context.post.slug == API_POST_SLUG else context.post.title

@@ -70,7 +70,9 @@ class CardProvider:
 def render_card(request: ImageRequest) -> bytes:
     """Draw the card for ``request`` and return PNG bytes; deterministic for the same request."""
     width, height = request.size.width, request.size.height
-    seed = hashlib.sha256(f"{request.prompt}\x1f{request.title}".encode()).digest()
+    # Variation 0 keeps the seed cards have always had, so existing cards are redrawn identically.
+    variation = f"\x1f{request.variation}" if request.variation else ""
+    seed = hashlib.sha256(f"{request.prompt}\x1f{request.title}{variation}".encode()).digest()
     chooser = random.Random(seed)
     start, end, accent, ink = _PALETTES[seed[0] % len(_PALETTES)]
 
