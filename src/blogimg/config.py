@@ -8,8 +8,12 @@ programs can pass their own. Provider SDKs keep their own variables (``OPENAI_AP
 from __future__ import annotations
 
 import json
+import os
+import re
+import tomllib
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -21,7 +25,10 @@ from pydantic_settings import (
 )
 
 from blogimg.domain import Size
-from blogimg.errors import InputError
+from blogimg.errors import ConfigurationError, InputError
+
+TOML_FILE = Path("blogimg.toml")  #: read from the working directory
+ENV_PREFIX = "BLOGIMG_"
 
 VariantFormat = Literal["avif", "webp", "jpeg"]
 
@@ -34,8 +41,8 @@ class Settings(BaseSettings):
     """Everything blogimg can be told; the defaults serve one machine with no keys."""
 
     model_config = SettingsConfigDict(
-        env_prefix="BLOGIMG_",
-        toml_file="blogimg.toml",
+        env_prefix=ENV_PREFIX,
+        toml_file=TOML_FILE,
         extra="forbid",
         validate_default=True,
     )
@@ -85,9 +92,10 @@ class Settings(BaseSettings):
     breaker_cooldown: float = Field(30.0, ge=0, description="Seconds an open circuit waits before one probe.")
 
     # Providers (their SDKs read their own key and base-URL variables).
-    openai_model: str = Field("gpt-image-1.5", description="OpenAI image model.")
+    # The newest model of each whose price per image is known, so a budget can admit its calls.
+    openai_model: str = Field("gpt-image-2", description="OpenAI image model.")
     google_model: str = Field(
-        "gemini-2.5-flash-image",
+        "gemini-3-pro-image",
         description="Google image model: a Gemini image model, or imagen-* (Vertex mode only).")
     download_max_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="Largest image fetched from a URL.")
     download_timeout: float = Field(60.0, gt=0, description="Longest an image download may take, seconds.")
@@ -100,6 +108,9 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Keys that may change things through the API (Bearer); none = open.")
     max_request_bytes: int = Field(1_048_576, ge=1024, description="Largest API request body.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins whose browser pages may call the API, e.g. 'https://blog.example.com'; '*' any; none = no CORS.")
 
     # Prompt extraction.
     cover_size: str = Field("1536x1024", description="Size of cover images.")
@@ -158,7 +169,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"rate limit of {name!r} must be positive images per minute")
         return value
 
-    @field_validator("providers", "api_keys", "variant_widths", "variant_formats", mode="before")
+    @field_validator("providers", "api_keys", "variant_widths", "variant_formats", "cors_origins", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         # Environment variables arrive as "a,b" or as a JSON list; accept both.
@@ -171,6 +182,15 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        # A browser sends "https://host[:port]" with no path: "https://host/" would never match.
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"{origin!r} is not an origin like https://blog.example.com (no path, no slash)")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -181,4 +201,38 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Explicit arguments win, then the environment, then blogimg.toml in the working directory.
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        return (init_settings, env_settings, _TomlFile(settings_cls))
+
+
+class _TomlFile(TomlConfigSettingsSource):
+    """blogimg.toml, whose syntax errors name the file (tomllib's message names the line)."""
+
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        try:
+            return super()._read_file(file_path)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            where = file_path.resolve() if isinstance(file_path, Path) else file_path
+            raise ConfigurationError(f"{where}: not valid TOML: {error}") from None
+
+
+def setting_origin(name: str) -> str:
+    """Where setting ``name`` (a field, or a key blogimg.toml spells its own way) was given.
+
+    Its environment variable wins over blogimg.toml, as in ``Settings``; a key found in the file
+    is named as written there, so a misspelt key is not mistaken for a variable nobody set.
+    """
+    variable = ENV_PREFIX + name.upper()
+    if any(key.upper() == variable for key in os.environ):
+        return f"setting {variable}"
+    written = next((key for key in _toml_keys() if key.lower() == name.lower()), None)
+    if written is not None:
+        return f"{TOML_FILE.resolve()}, key {written}"
+    return f"setting {variable}"
+
+
+def _toml_keys() -> list[str]:
+    try:
+        with TOML_FILE.open("rb") as file:
+            return list(tomllib.load(file))
+    except (OSError, ValueError):  # no file (or one Settings has already refused)
+        return []

@@ -221,3 +221,11 @@ def test_null_is_the_same_as_leaving_a_field_out(client: TestClient) -> None:
     too_big = client.post("/api/images/generate", json={"prompts": [{"prompt": "a fox", "size": "9999x9999"}]},
                           headers=AUTH)
     assert too_big.status_code == 422 and "between 64 and 8192" in too_big.json()["error"]["message"]
+
+
+def test_posts_without_a_title_or_slug_never_replace_each_other(client: TestClient) -> None:
+    first = client.post("/api/posts", json={"markdown": "Just a note about tides.\n"}, headers=AUTH).json()
+    second = client.post("/api/posts", json={"markdown": "Another note, about wind.\n"}, headers=AUTH).json()
+    assert first["id"] != second["id"] and first["slug"] != second["slug"]
+    again = client.post("/api/posts", json={"markdown": "Just a note about tides.\n"}, headers=AUTH).json()
+    assert again["id"] == first["id"]  # the same text is the same post

@@ -50,11 +50,13 @@ def test_init_and_providers(tmp_path: Path) -> None:
     assert providers.returncode == 0 and "card" in providers.stdout and "offline" in providers.stdout
     prices = default_prices()
     assert f"as of {prices.as_of}" in providers.stdout
-    openai_high = sorted(p.usd for p in prices.image_prices("openai", "gpt-image-1.5") if p.quality == "high")
+    openai_high = sorted(p.usd for p in prices.image_prices("openai", "gpt-image-2") if p.quality == "high")
     assert f"${openai_high[0]:.3f}–${openai_high[-1]:.3f}" in providers.stdout
-    unpriced = run_cli("providers", data=data, cwd=tmp_path, BLOGIMG_OPENAI_MODEL="gpt-image-2")
+    unpriced = run_cli("providers", data=data, cwd=tmp_path, BLOGIMG_OPENAI_MODEL="chatgpt-image-latest")
     openai_row = next(line for line in unpriced.stdout.splitlines() if "openai" in line)
     assert "unknown" in openai_row and "$" not in openai_row
+    listed = run_cli("providers", data=data, cwd=tmp_path, OPENAI_API_KEY="sk-test")
+    assert "gpt-image-2.6-sunburst" in listed.stdout and "chatgpt-image-latest" in listed.stdout
 
 
 def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], dict[str, str], str]]:

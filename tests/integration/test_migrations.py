@@ -57,3 +57,42 @@ async def test_prompts_sent_to_the_api_before_the_upgrade_find_their_images(tmp_
         assert {"generated_images_text_insert", "generated_images_text_update"} <= triggers
     finally:
         await database.close()
+
+
+async def test_ids_are_never_reused_and_the_upgrade_keeps_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    engine = migrate_to(path, "0006")
+    with engine.begin() as connection:
+        for statement in (
+            "INSERT INTO blog_posts (id, slug, title, markdown, summary, tags, language, images_enabled, created_at, "
+            "updated_at) VALUES (1, 'p', 'P', '', '', '[]', 'en', 1, '2026-01-01', '2026-01-01')",
+            "INSERT INTO image_prompts (id, post_id, kind, position, prompt, size, fingerprint, alt_hint, heading, "
+            "created_at, updated_at) VALUES (1, 1, 'inline', 0, 'a lighthouse', '1024x1024', 'f', '', '', "
+            "'2026-01-01', '2026-01-01')",
+            "INSERT INTO generated_images (id, prompt_id, post_id, variation, status, attempts, tags, alt_text, "
+            "created_at, updated_at) VALUES (5, 1, 1, 0, 'succeeded', 1, '[]', 'a harbour light', '2026-01-01', "
+            "'2026-01-01')",
+            "INSERT INTO image_variants (id, image_id, format, width, height, bytes, storage_key, created_at) "
+            "VALUES (1, 5, 'webp', 480, 320, 100, 'aa/bb/x.webp', '2026-01-01')",
+            "INSERT INTO generation_attempts (id, image_id, attempt, provider, outcome, latency_ms, started_at) "
+            "VALUES (1, 5, 1, 'card', 'ok', 3, '2026-01-01')",
+        ):
+            connection.exec_driver_sql(statement)
+    engine.dispose()
+
+    database = await Database.open(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with database.engine.connect() as connection:
+            for table in ("blog_posts", "image_prompts", "generated_images", "image_variants", "generation_attempts"):
+                # Rebuilding a parent table (0007) cascaded into none of its children.
+                assert (await connection.exec_driver_sql(f"SELECT count(*) FROM {table}")).scalar() == 1, table
+            assert (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+        assert [item.image.id for item in (await database.catalog.search(
+            text="harbour", provider=None, status=None, post_id=None, created_from=None, created_to=None,
+            cursor=None, limit=5)).items] == [5]  # the text index still answers after the rebuild
+        assert await database.catalog.delete_image(5) is not None
+        again = await database.queue.enqueue(PromptsToEnqueue(
+            post_id=1, prompts=[PromptSpec("a lighthouse", PromptKind.INLINE, Size(1024, 1024))]))
+        assert again.image_ids[0] > 5  # the deleted newest id is not handed out again
+    finally:
+        await database.close()

@@ -90,7 +90,7 @@ async def test_a_budget_that_fits_ten_images_pays_for_exactly_ten(
     with FakeOpenAI(usage=False) as fake:  # no usage: each image costs its list price
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test-blogimg-fake")
         monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
-        price = default_prices().image_price(OPENAI, "gpt-image-1.5", "1024x1024", "low")
+        price = default_prices().image_price(OPENAI, provider_settings.openai_model, "1024x1024", "low")
         assert price
         settings = provider_settings.model_copy(update={
             "quality": "low", "cover_size": "1024x1024", "inline_size": "1024x1024",
@@ -121,7 +121,7 @@ async def test_a_url_at_a_private_address_is_refused_without_connecting(
     assert "not a public address" in summary.failures[0][2]
     # The provider made (and billed) the image, so the call's cost stays in the ledger.
     (cost,) = (await ledger(database, GenerationAttempt.cost_usd))[0]
-    assert cost == default_prices().image_price(OPENAI, "gpt-image-1.5", "1536x1024", "high")
+    assert cost == default_prices().image_price(OPENAI, provider_settings.openai_model, "1536x1024", "high")
 
 
 async def test_a_truncated_image_fails_as_rejected_with_its_cost_kept(
@@ -185,6 +185,7 @@ def test_the_cli_uses_the_sdk_variables_and_reports_cost_and_failures(tmp_path: 
         posts = write_posts(tmp_path / "posts", 2, markers=0)
         result = run_cli("generate", str(posts), data=tmp_path / "data", cwd=tmp_path,
                          OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=fake.base_url, BLOGIMG_AVIF_EFFORT="0",
+                         BLOGIMG_OPENAI_MODEL="gpt-image-1.5",  # the model whose token prices give $0.1334
                          BLOGIMG_VARIANT_WIDTHS="64")
     assert result.returncode == 1, result.stderr  # one image failed: the run says so
     assert fake.generations == 2

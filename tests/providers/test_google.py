@@ -7,13 +7,18 @@ import pytest
 from blogimg.config import Settings
 from blogimg.domain import ImageRequest, Outcome, Size
 from blogimg.errors import ProviderError
-from blogimg.providers.google import NAME, GoogleProvider, nearest_aspect_ratio
+from blogimg.providers.google import INFO, NAME, GoogleProvider, nearest_aspect_ratio
 from blogimg.providers.pricing import TokenUsage, default_prices
 from tests.fakes import google_api
 from tests.fakes.google_api import FakeGemini
 from tests.fakes.images import png_for
 
 REQUEST = ImageRequest(prompt="a tea house in the rain", size=Size(1536, 1024))
+FLASH = "gemini-2.5-flash-image"  # priced per token, input and output: the token tests use it
+
+
+def on_model(settings: Settings, model: str) -> Settings:
+    return settings.model_copy(update={"google_model": model})
 
 
 
@@ -30,12 +35,12 @@ async def failure_of(settings: Settings) -> ProviderError:
 
 async def test_gemini_image_part_is_the_image_and_tokens_its_cost(fake_gemini: FakeGemini,
                                                                  provider_settings: Settings) -> None:
-    provider = GoogleProvider(provider_settings)
+    provider = GoogleProvider(on_model(provider_settings, FLASH))
     image = await provider.generate(REQUEST)
     await provider.aclose()
     assert image.data == png_for(REQUEST.prompt)
     usage = google_api.USAGE
-    assert image.cost_usd == default_prices().token_cost(NAME, "gemini-2.5-flash-image", TokenUsage(
+    assert image.cost_usd == default_prices().token_cost(NAME, FLASH, TokenUsage(
         input_text=usage["promptTokenCount"], output_image=usage["candidatesTokenCount"]))
     sent = fake_gemini.requests[-1]
     assert sent.headers["x-goog-api-key"] == google_api.API_KEY
@@ -115,8 +120,44 @@ def test_aspect_ratios() -> None:
 async def test_a_blocked_prompt_costs_its_prompt_tokens_not_an_image(fake_gemini: FakeGemini,
                                                                      provider_settings: Settings) -> None:
     fake_gemini.script = lambda prompt, number: "blocked"
-    blocked = await failure_of(provider_settings)
-    prompt_only = default_prices().token_cost(NAME, "gemini-2.5-flash-image", TokenUsage(input_text=12))
+    blocked = await failure_of(on_model(provider_settings, FLASH))
+    prompt_only = default_prices().token_cost(NAME, FLASH, TokenUsage(input_text=12))
     assert blocked.cost_usd == prompt_only and prompt_only < 0.001
     fake_gemini.script = lambda prompt, number: "no_image"  # no usage reported, no image made
-    assert (await failure_of(provider_settings)).cost_usd == 0.0
+    assert (await failure_of(on_model(provider_settings, FLASH))).cost_usd == 0.0
+
+
+def test_newer_gemini_image_models_have_prices() -> None:
+    prices = default_prices()
+    assert prices.image_price(NAME, "gemini-3-pro-image", "1536x1024", "high") == 0.134
+    assert prices.image_price(NAME, "gemini-nano-banana-2.1", "1536x1024", "low") == 0.0336
+    for unpriced in ("gemini-3.1-flash-lite-image", "gemini-3.1-flash-image", "nano-banana-pro-preview"):
+        assert prices.image_price(NAME, unpriced, "1536x1024", "high") is None
+
+
+def test_every_image_model_of_the_sdk_is_listed() -> None:
+    from typing import get_args
+
+    from google.genai._gaos.types.interactions.model import Model
+
+    literal = next(arg for arg in get_args(Model) if get_args(arg))
+    image_models = {m for m in get_args(literal) if "image" in m or "nano-banana" in m}
+    assert image_models <= set(INFO.models)
+    assert INFO.models[0] == "gemini-3-pro-image" and INFO.models[-1].startswith("imagen-")
+
+
+@pytest.mark.parametrize(("model", "list_price"), [("gemini-3-pro-image", 0.134), ("gemini-nano-banana-2.1", 0.0336)])
+async def test_newer_models_are_estimated_and_costed(fake_gemini: FakeGemini, provider_settings: Settings,
+                                                     model: str, list_price: float) -> None:
+    provider = GoogleProvider(on_model(provider_settings, model))
+    try:
+        assert provider.estimate_cost(REQUEST) == list_price  # a budget can admit them
+        image = await provider.generate(REQUEST)
+    finally:
+        await provider.aclose()
+    assert fake_gemini.requests[-1].path.endswith(f"/models/{model}:generateContent")
+    usage = google_api.USAGE
+    tokens = default_prices().token_cost(NAME, model, TokenUsage(input_text=usage["promptTokenCount"],
+                                                                 output_image=usage["candidatesTokenCount"]))
+    # The reported tokens where every kind has a price; else the list price, never unknown for a made image.
+    assert image.cost_usd == (tokens if tokens is not None else list_price)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,70 @@ def test_read_post_file_errors(tmp_path: Path) -> None:
     post.write_text("Just text.\n")
     extracted = read_post_file(post, extractor)
     assert extracted.slug == "my-first-post" and extracted.title == "My first post"
+
+
+CODE_BLOCKS = {
+    "liquid highlight": "{% highlight go %}\n<!-- image: in code -->\n{% endhighlight %}",
+    "liquid highlight, trimmed": "{%- highlight ruby linenos -%}\n<!-- image: in code -->\n{%- endhighlight -%}",
+    "liquid raw, inline": "Escaped {% raw %}<!-- image: in code -->{% endraw %} here.",
+    "liquid comment": "{% comment %}\nDraft:\n\n<!-- image: in code -->\n{% endcomment %}",
+    "hugo highlight": '{{< highlight go "hl_lines=2" >}}\n<!-- image: in code -->\n{{< /highlight >}}',
+    "hugo code": "{{< code >}}\n<!-- image: in code -->\n{{< /code >}}",
+    "hugo code, percent form": "{{% code lang=\"html\" %}}\n<!-- image: in code -->\n{{% /code %}}",
+}
+
+
+@pytest.mark.parametrize("block", CODE_BLOCKS.values(), ids=CODE_BLOCKS.keys())
+def test_markers_in_liquid_and_hugo_code_blocks_are_ignored(block: str) -> None:
+    post = extract(f"---\ntitle: T\n---\nIntro.\n\n{block}\n\n<!-- image: a real one -->\n")
+    inline = [p for p in post.prompts if p.kind is PromptKind.INLINE]
+    assert [p.prompt for p in inline] == ["a real one"]
+    assert inline[0].line == 8 + block.count("\n")  # hiding a block keeps later line numbers
+
+
+def test_code_block_tags_shown_in_markdown_code_or_left_open_hide_nothing() -> None:
+    text = (
+        "```liquid\n{% highlight go %}\n```\n\n<!-- image: between examples -->\n\n"
+        "`{{< /code >}}` and ```{% endhighlight %}``` are examples.\n\n"
+        "{{< highlight go />}}\n\n<!-- image: after a self-closing shortcode -->\n\n"
+        "{{< code >}} never closed\n\n<!-- image: after an unclosed shortcode -->\n"
+    )
+    inline = [p.prompt for p in extract(text).prompts if p.kind is PromptKind.INLINE]
+    assert inline == ["between examples", "after a self-closing shortcode", "after an unclosed shortcode"]
+
+
+def test_code_blocks_are_not_the_summary_or_the_title() -> None:
+    post = extract("{% highlight python %}\n# not a heading\n{% endhighlight %}\n\nThe real intro.\n")
+    assert post.summary == "The real intro."
+    assert post.title == "Untitled"
+
+
+def test_finding_code_blocks_stays_linear_on_hostile_input() -> None:
+    # A scan that retried every unclosed tag to the end of the line would take minutes here.
+    hostile = "{{< code " * 20_000 + "{% raw " * 20_000 + "{% highlight %}" * 20_000
+    started = time.perf_counter()
+    post = extract(hostile + "\n\n<!-- image: still found -->\n")
+    assert time.perf_counter() - started < 5
+    assert post.prompts[-1].prompt == "still found"
+
+
+def test_posts_without_a_name_get_distinct_stable_slugs_from_their_text() -> None:
+    first, second = extract("Just some text."), extract("Some other text.")
+    assert first.slug != second.slug
+    assert first.slug.startswith("post-") and second.slug.startswith("post-")
+    assert extract("Just some text.").slug == first.slug
+    assert "untitled" not in {first.slug, second.slug, extract("").slug, extract("<!-- image: x -->").slug}
+
+
+def test_slug_precedence_caller_then_front_matter_then_file_then_title() -> None:
+    extractor = PromptExtractor()
+    text = "---\ntitle: The Title\nslug: From Front Matter\n---\nBody"
+    assert extractor.extract(text, slug="Chosen", default_slug="file-name").slug == "chosen"
+    assert extractor.extract(text, default_slug="file-name").slug == "from-front-matter"
+    titled = "---\ntitle: The Title\n---\nBody"
+    assert extractor.extract(titled, default_slug="file-name").slug == "file-name"
+    assert extractor.extract(titled).slug == "the-title"
+    assert extractor.extract("# A Heading\n\nBody").slug == "a-heading"
+    # A name that slugifies to nothing gives way to the next one rather than to "untitled".
+    assert extractor.extract("---\nslug: '!!!'\n---\n# Heading\n").slug == "heading"
+    assert extractor.extract("Body", default_slug="---").slug.startswith("post-")

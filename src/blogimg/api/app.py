@@ -2,7 +2,8 @@
 
 Every error leaves as ``{"error": {"code", "message"}}`` (api/errors.py). Mutating routes need
 ``Authorization: Bearer <key>`` when ``BLOGIMG_API_KEYS`` is set (api/deps.py). Bodies above
-``max_request_bytes`` get 413 before any handler reads them.
+``max_request_bytes`` get 413 before any handler reads them. Browsers on ``cors_origins`` may
+call it (CORS); ``/docs`` needs no network (api/docs.py); local files are served (api/files.py).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.staticfiles import StaticFiles
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from blogimg.api.deps import ApiState, digest
+from blogimg.api.docs import install_docs
 from blogimg.api.errors import error_response, install_error_handlers
+from blogimg.api.files import mount_local_files
 from blogimg.api.routes import batches, events, images, posts, service
 from blogimg.config import Settings
 from blogimg.pipeline.worker import Worker
@@ -101,18 +104,25 @@ def create_app(settings: Settings, *, storage: Storage | None = None, run_worker
         finally:
             await state.close()
 
-    app = FastAPI(title="blogimg", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="blogimg", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Images for blog posts: generate, optimize, store and catalogue.")
     app.state.api = state
     install_error_handlers(app)
     _document_provider_names(app, sorted(state.provider_names))
-    for router in (images.router, posts.router, batches.router, events.router, service.router):
+    routers = (images.router, posts.router, batches.router, events.router, service.router)
+    for router in routers:
         app.include_router(router)
-    if settings.storage == "local" and settings.public_base_url.startswith("/"):
-        settings.storage_path.mkdir(parents=True, exist_ok=True)
-        app.mount(settings.public_base_url.rstrip("/") or "/files", StaticFiles(directory=settings.storage_path),
-                  name="files")
+    install_docs(app)
+    # The routers' own routes: the app lists an included router as one entry with no path.
+    api_paths = [str(getattr(route, "path", "")) for owner in (app, *routers) for route in owner.routes]
+    mount_local_files(app, settings, api_paths)  # last, so that it knows every path it must not cover
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    if settings.cors_origins:
+        # Added last, so outermost: a 413 or an error response carries the CORS headers too,
+        # and the browser shows the page the real error rather than "blocked by CORS".
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST", "PUT", "DELETE"],
+                           allow_headers=["Authorization", "Idempotency-Key", "Content-Type"])
     return app
 
 

@@ -45,9 +45,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "request"
-        return error_response(422, "validation", f"{where}: {first.get('msg', 'invalid')}")
+        return error_response(422, "validation", validation_message(error))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -76,3 +74,25 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
         return error_response(500, "internal", "internal error; see the server log")
+
+
+def validation_message(error: RequestValidationError) -> str:
+    """One line for the first problem: ``where: what`` (``options.variations: …``)."""
+    first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":
+        return _json_message(first, error.body)
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "request"
+    return f"{where}: {first.get('msg', 'invalid')}"
+
+
+def _json_message(problem: dict[str, Any], document: object) -> str:
+    # FastAPI reports a syntax error as loc ("body", <character offset>) and msg "JSON decode
+    # error", which reads as "0: JSON decode error"; say what json.loads said, where, in lines.
+    reason = str(problem.get("ctx", {}).get("error") or "syntax error")
+    offset = next((part for part in problem.get("loc", ()) if isinstance(part, int)), None)
+    if offset is None or not isinstance(document, str | bytes):
+        return f"request body is not valid JSON: {reason}"
+    text = document if isinstance(document, str) else document.decode("utf-8", "replace")
+    line = text.count("\n", 0, offset) + 1
+    column = offset - text.rfind("\n", 0, offset)
+    return f"request body is not valid JSON: {reason} at line {line} column {column}"

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from blogimg.domain import Status
+from blogimg.domain import PromptKind, Status
 
 Kind = Literal["cover", "inline", "section"]
 Quality = Literal["low", "medium", "high", "auto"]
@@ -79,6 +79,8 @@ class ImageOut(BaseModel):
     post_id: int
     batch_id: int | None
     prompt: str
+    kind: PromptKind = Field(description="Where the image goes in its post, from its prompt")
+    position: int = Field(description="The prompt's place in its post (API prompts sort after the post's own)")
     url: str | None
     thumbnail_url: str | None
     variants: list[VariantOut]
@@ -163,6 +165,22 @@ class PostOut(BaseModel):
     title: str
     prompts: list[PromptOut]
     batch_id: int | None = None
+
+
+class PostSummaryOut(BaseModel):
+    id: int
+    slug: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    prompt_count: int
+    image_count: int = Field(description="Every image of the post, whatever its status")
+    succeeded_count: int
+
+
+class PostList(BaseModel):
+    items: list[PostSummaryOut]
+    next_cursor: str | None
 
 
 class BatchCounts(BaseModel):

@@ -15,12 +15,23 @@ from blogimg.cli.output import bytes_line, console, guarded, load_settings, mone
 from blogimg.config import Settings
 from blogimg.db.catalog import Page
 from blogimg.db.database import Database
+from blogimg.db.engine import sqlite_file
 from blogimg.db.reporting import Totals
 from blogimg.domain import Status
-from blogimg.errors import BlogimgError
+from blogimg.errors import BlogimgError, ConfigurationError
 from blogimg.pipeline.cleanup import CleanupReport, find_orphans
-from blogimg.providers.pricing import PriceTable
 from blogimg.storage.factory import build_storage
+
+
+def _catalogue_settings() -> Settings:
+    """Settings whose catalogue exists: these commands only read it, so they must not create one."""
+    settings = load_settings()
+    path = sqlite_file(settings.database_url)
+    if path is not None and not path.exists():
+        raise ConfigurationError(
+            f"no catalogue at {path.resolve()}: point BLOGIMG_DATABASE_URL at one, "
+            "or run 'blogimg generate' (or 'blogimg init') to create it here")
+    return settings
 
 
 @asynccontextmanager
@@ -37,7 +48,7 @@ def stats() -> None:
     """Images by status and provider, cost and bytes saved."""
 
     def work() -> None:
-        settings = load_settings()
+        settings = _catalogue_settings()
 
         async def read() -> Totals:
             async with _database(settings) as database:
@@ -70,7 +81,7 @@ def search(
     """Find images by their prompt or alt text, newest first."""
 
     def work() -> None:
-        settings = load_settings()
+        settings = _catalogue_settings()
         storage = build_storage(settings, writable=False)  # only to build URLs: a read-only mount will do
 
         async def find() -> Page:
@@ -97,7 +108,7 @@ def cleanup(
 ) -> None:
     """Report files with no row and rows whose files are missing; --apply deletes old orphan files."""
     def work() -> None:
-        settings = load_settings()
+        settings = _catalogue_settings()
 
         async def run() -> CleanupReport:
             async with _database(settings) as database:
@@ -120,7 +131,7 @@ def cleanup(
 
 def providers() -> None:
     """Which providers exist, which are configured, their models, and what an image costs."""
-    from blogimg.providers.pricing import default_prices
+    from blogimg.providers.pricing import UNKNOWN, default_prices, model_prices
     from blogimg.providers.registry import ProviderRegistry
 
     def work() -> None:
@@ -128,34 +139,34 @@ def providers() -> None:
         registry, prices = ProviderRegistry(), default_prices()
         order = settings.providers or registry.default_order()
         table = Table(title="providers (fallback order: " + " → ".join(order) + ")",
-                      caption=f"list prices per image at quality '{settings.quality}', as of {prices.as_of}; "
+                      caption=f"* = the model in use; list prices per image at quality '{settings.quality}' "
+                              f"(or per 1M image tokens where only that is published), as of {prices.as_of}; "
                               "unknown prices are recorded as unknown, never $0")
-        for column in ("name", "configured", "model", "price per image", "needs"):
+        for column in ("name", "configured", "models and their prices", "needs"):
             table.add_column(column, overflow="fold")
         for name in registry.names():
             try:
                 info = registry.info(name)
             except BlogimgError as error:
-                table.add_row(name, "[red]unavailable[/]", "", "", escape(str(error)))
+                table.add_row(name, "[red]unavailable[/]", "", escape(str(error)))
                 continue
-            configured = "[green]yes[/]" if registry.is_configured(name) else "[yellow]no[/]"
+            is_configured = registry.is_configured(name)
+            configured = "[green]yes[/]" if is_configured else "[yellow]no[/]"
             needs = " or ".join(info.key_env_vars) if info.needs_key else "nothing (offline)"
             missing = registry.missing_modules(name)
             if missing:
                 configured = "[red]SDK missing[/]"
                 needs = escape(f"pip install 'blogimg[{info.extra or name}]'; then {needs}")
             model = {"openai": settings.openai_model, "google": settings.google_model}.get(name, info.models[0])
-            others = len([m for m in info.models if m != model])
-            table.add_row(name, configured, model + (f" (+{others} more)" if others else ""),
-                          _price_range(prices, name, model, settings.quality), needs)
+            others = [m for m in info.models if m != model]
+            # A configured provider lists every model it offers; others show the one in use.
+            shown = [model, *others] if is_configured and not missing else [model]
+            lines = [("* " if listed == model else "  ") + escape(listed) + ": "
+                     + ("[yellow]unknown[/]" if price == UNKNOWN else price)
+                     for listed, price in model_prices(name, shown, settings.quality, prices)]
+            if len(shown) == 1 and others:
+                lines[0] += f" (+{len(others)} more)"
+            table.add_row(name, configured, "\n".join(lines), needs)
         console.print(table)
 
     guarded(work)
-
-
-def _price_range(prices: PriceTable, provider: str, model: str, quality: str) -> str:
-    known = sorted(p.usd for p in prices.image_prices(provider, model) if p.quality in (quality, "*"))
-    if not known:
-        return "[yellow]unknown[/]"
-    low, high = known[0], known[-1]
-    return f"${low:.3f}" if low == high else f"${low:.3f}–${high:.3f}"

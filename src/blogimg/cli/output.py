@@ -5,19 +5,21 @@ Errors are one line on stderr and a non-zero exit; ``--debug`` shows the traceba
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import typer
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from blogimg.config import Settings
+from blogimg.config import Settings, setting_origin
 from blogimg.domain import EventKind, Outcome, ProgressEvent, RunSummary
 from blogimg.errors import BlogimgError
 
@@ -38,11 +40,28 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "settings"
-        raise BlogimgError(f"setting BLOGIMG_{where.upper()}: {first['msg']}") from None
+        raise BlogimgError(_settings_problem(error.errors()[0], overrides)) from None
     except SettingsError as error:
         raise BlogimgError(f"settings: {error}") from None
+
+
+def _settings_problem(problem: ErrorDetails, overrides: dict[str, Any]) -> str:
+    """One line naming the setting as the user gave it: option, variable, or blogimg.toml key."""
+    name, *inner = [str(part) for part in problem["loc"]] or ["settings"]
+    if name in overrides:
+        where = "option --" + name.replace("_", "-")
+    else:
+        where = setting_origin(name)
+    where += "".join(f"[{part}]" for part in inner)
+    if problem["type"] == "extra_forbidden":  # only blogimg.toml can bring a key Settings lacks
+        close = difflib.get_close_matches(name.lower(), Settings.model_fields, n=1)
+        return f"{where}: unknown setting" + (f" (did you mean {close[0]}?)" if close else "")
+    return f"{where}: {problem['msg'].removeprefix('Value error, ')}"
+
+
+def print_error(message: str) -> None:
+    """One line on stderr, never wrapped at the terminal's width (scripts grep for it)."""
+    errors.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
 
 
 def guarded(work: Callable[[], None]) -> None:
@@ -54,7 +73,7 @@ def guarded(work: Callable[[], None]) -> None:
     except BlogimgError as error:
         if _debug["enabled"]:
             raise
-        errors.print(f"error: {error}", highlight=False, markup=False)
+        print_error(str(error))
         raise typer.Exit(code=2) from None
     except KeyboardInterrupt:
         errors.print("interrupted; unfinished images stay queued and resume on the next run")
@@ -62,8 +81,8 @@ def guarded(work: Callable[[], None]) -> None:
     except Exception as error:
         if _debug["enabled"]:
             raise
-        errors.print(f"error: unexpected {type(error).__name__}: {error} (run with --debug for details)",
-                     highlight=False, markup=False)
+        # main() accepts --debug anywhere on the command line, so the hint holds for every command.
+        print_error(f"unexpected {type(error).__name__}: {error} (run again with --debug for the traceback)")
         raise typer.Exit(code=1) from None
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypedDict
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, tuple_, union_all
+from sqlalchemy import ColumnElement, Row, delete, func, or_, select, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -28,7 +28,7 @@ from blogimg.db.tables import (
     utcnow,
 )
 from blogimg.db.text_search import TextIndex
-from blogimg.domain import Status
+from blogimg.domain import PromptKind, Status
 from blogimg.errors import InputError
 
 
@@ -37,6 +37,8 @@ class ImageWithVariants:
     image: GeneratedImage
     prompt: str
     variants: list[ImageVariant]
+    kind: PromptKind  #: the prompt's, so a page knows where in the post the image goes
+    position: int  #: the prompt's place in its post
 
 
 class ImageEdit(TypedDict, total=False):
@@ -73,6 +75,13 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _joined(image: GeneratedImage, prompt: Row[int, str, str, int] | None,
+            variants: list[ImageVariant]) -> ImageWithVariants:
+    # The prompt row is a foreign key and always there; the fallback only keeps a read from failing.
+    if prompt is None:
+        return ImageWithVariants(image, "", variants, kind=PromptKind.INLINE, position=0)
+    return ImageWithVariants(image, prompt.prompt, variants, kind=PromptKind(prompt.kind), position=prompt.position)
+
 
 class Catalog:
     """Images, their variants and their events."""
@@ -90,10 +99,10 @@ class Catalog:
                 select(ImageVariant).where(ImageVariant.image_id.in_(ids))
                 .order_by(ImageVariant.format, ImageVariant.width)):
             variants[variant.image_id].append(variant)
-        prompts = dict((await session.execute(
-            select(ImagePromptRow.id, ImagePromptRow.prompt)
-            .where(ImagePromptRow.id.in_({image.prompt_id for image in images})))).all())
-        return [ImageWithVariants(image, prompts.get(image.prompt_id, ""), variants[image.id]) for image in images]
+        prompts = {row.id: row for row in (await session.execute(
+            select(ImagePromptRow.id, ImagePromptRow.prompt, ImagePromptRow.kind, ImagePromptRow.position)
+            .where(ImagePromptRow.id.in_({image.prompt_id for image in images})))).all()}
+        return [_joined(image, prompts.get(image.prompt_id), variants[image.id]) for image in images]
 
     async def image(self, image_id: int) -> ImageWithVariants | None:
         async with self.sessions() as session:

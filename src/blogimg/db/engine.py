@@ -8,10 +8,11 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -22,16 +23,17 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from blogimg.errors import ConfigurationError, DatabaseError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+SUPPORTED_URLS = "sqlite+aiosqlite:///path/to/blogimg.db or postgresql+psycopg://user@host/database"
 
 
 def create_engine(database_url: str) -> AsyncEngine:
     """An async engine for ``database_url``; SQLite gets WAL, a busy timeout and write-locking BEGIN."""
-    try:
-        url = make_url(database_url)
-    except ArgumentError:
-        raise ConfigurationError(f"database URL {database_url!r} is not a valid SQLAlchemy URL") from None
+    url = _parse(database_url)
+    if url.get_backend_name() == "postgresql":
+        return _postgres_engine(url)
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True)
+        # Only these two are migrated and tested; anything else would fail later and less clearly.
+        raise ConfigurationError(f"database URLs starting {url.drivername}:// are not supported; use {SUPPORTED_URLS}")
     if url.get_driver_name() != "aiosqlite":
         raise ConfigurationError("SQLite URLs must use the async driver: sqlite+aiosqlite:///path")
     if url.database and url.database != ":memory:":
@@ -59,17 +61,67 @@ def create_engine(database_url: str) -> AsyncEngine:
     return engine
 
 
+def sqlite_file(database_url: str) -> Path | None:
+    """The file a SQLite URL names; None for an in-memory database or any other backend."""
+    url = _parse(database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:") or url.query.get("uri"):
+        return None  # a "file:" URI may name shared memory: leave it to SQLite
+    return Path(url.database)
+
+
+def _parse(database_url: str) -> URL:
+    try:
+        return make_url(database_url)
+    except ArgumentError:
+        raise ConfigurationError(f"database URL {database_url!r} is not a valid SQLAlchemy URL") from None
+
+
+def _postgres_engine(url: URL) -> AsyncEngine:
+    if url.drivername != "postgresql+psycopg":
+        # postgresql:// alone means psycopg2, which is not async; other drivers are untested.
+        raise ConfigurationError("PostgreSQL URLs must use the psycopg driver: postgresql+psycopg://user@host/database "
+                                 "(with pip install 'blogimg[postgres]')")
+    try:
+        return create_async_engine(url, pool_pre_ping=True)
+    except ImportError as error:  # SQLAlchemy imports the driver only now
+        raise ConfigurationError(
+            f"PostgreSQL needs the postgres extra ({error.name or 'psycopg'} is not installed): "
+            "pip install 'blogimg[postgres]'") from None
+
+
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest Alembic revision; cheap when it already is."""
+    """Bring the schema to the newest Alembic revision; cheap when it already is.
+
+    On SQLite the migrations run with foreign keys off, as SQLite asks for schema changes: a
+    table can only be altered by copying it, and dropping the old copy of a parent table would
+    otherwise cascade into its children. The keys are checked before the change commits.
+    """
+    sqlite = engine.dialect.name == "sqlite"
     try:
-        async with engine.begin() as connection:
-            await connection.run_sync(_upgrade)
+        async with engine.connect() as connection:
+            if sqlite:
+                await _sqlite_foreign_keys(connection, enabled=False)
+            try:
+                async with connection.begin():
+                    await connection.run_sync(_upgrade)
+                    if sqlite and (await connection.exec_driver_sql("PRAGMA foreign_key_check")).first():
+                        raise DatabaseError("a migration left rows whose parent is missing; nothing was changed")
+            finally:
+                if sqlite:
+                    await _sqlite_foreign_keys(connection, enabled=True)
     except OperationalError as error:
         raise DatabaseError(f"cannot open the database: {error.orig}") from None
+
+
+async def _sqlite_foreign_keys(connection: AsyncConnection, *, enabled: bool) -> None:
+    # On the driver's connection, outside any transaction: SQLite ignores this pragma inside one.
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None, "a connection just checked out of the pool is open"
+    await driver.execute(f"PRAGMA foreign_keys={'ON' if enabled else 'OFF'}")
 
 
 def alembic_config() -> Config:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 
-from blogimg.db.tables import BlogPost, ImagePromptRow
-from blogimg.domain import ExtractedPost, PromptKind, Size, fingerprint
+from blogimg.db.catalog import decode_cursor, encode_cursor
+from blogimg.db.tables import BlogPost, GeneratedImage, ImagePromptRow
+from blogimg.domain import ExtractedPost, PromptKind, Size, Status, fingerprint
 from blogimg.errors import NotFoundError
 
 API_POST_SLUG = "api-prompts"  #: the post that holds prompts sent without a post
@@ -125,3 +128,57 @@ class Posts:
         """Every prompt a post has, in its order."""
         async with self.sessions() as session:
             return await prompts_of(session, post_id)
+
+    async def page(self, *, slug: str | None, cursor: str | None, limit: int) -> PostPage:
+        """Newest first, by keyset (created_at, id) like image search; ``slug`` finds one post."""
+        query = select(BlogPost.id, BlogPost.slug, BlogPost.title, BlogPost.created_at, BlogPost.updated_at)
+        if slug is not None:
+            query = query.where(BlogPost.slug == slug)
+        if cursor:
+            stamp, last_id = decode_cursor(cursor)
+            query = query.where(tuple_(BlogPost.created_at, BlogPost.id) < tuple_(stamp, last_id))
+        # One row per post, so sorting without an index on created_at stays cheap.
+        query = query.order_by(BlogPost.created_at.desc(), BlogPost.id.desc()).limit(limit + 1)
+        async with self.sessions() as session:
+            rows = (await session.execute(query)).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            ids = [row.id for row in rows]
+            prompts = await _count_by_post(session, ImagePromptRow.post_id, ids)
+            images = await _count_by_post(session, GeneratedImage.post_id, ids)
+            succeeded = await _count_by_post(session, GeneratedImage.post_id, ids,
+                                             GeneratedImage.status == Status.SUCCEEDED)
+        items = [PostSummary(row.id, row.slug, row.title, row.created_at, row.updated_at, prompts.get(row.id, 0),
+                             images.get(row.id, 0), succeeded.get(row.id, 0)) for row in rows]
+        last = rows[-1] if more and rows else None
+        return PostPage(items, encode_cursor(last.created_at, last.id) if last else None)
+
+
+@dataclass(frozen=True, slots=True)
+class PostSummary:
+    """One post in a listing: what a page needs to show it, without its markdown."""
+
+    id: int
+    slug: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    prompt_count: int
+    image_count: int  #: every image, whatever its status (variations included)
+    succeeded_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class PostPage:
+    items: list[PostSummary]
+    next_cursor: str | None
+
+
+async def _count_by_post(session: AsyncSession, column: InstrumentedAttribute[int], post_ids: list[int],
+                         *conditions: ColumnElement[bool]) -> dict[int, int]:
+    """Rows per post among ``post_ids``: one grouped query over the post_id index, not one per post."""
+    if not post_ids:
+        return {}
+    rows = await session.execute(
+        select(column, func.count()).where(column.in_(post_ids), *conditions).group_by(column))
+    return {post_id: count for post_id, count in rows.all()}

@@ -195,6 +195,13 @@ class JobQueue:
                 await self._changed(session, [(image.id, image.batch_id)], Status.QUEUED)
             return before
 
+    async def statuses(self, image_ids: Iterable[int]) -> dict[int, Status]:
+        """The status of each of these images that exists; a read, which changes nothing."""
+        async with self.sessions() as session:
+            rows = await session.execute(select(GeneratedImage.id, GeneratedImage.status)
+                                         .where(GeneratedImage.id.in_(list(image_ids))))
+            return {image_id: status for image_id, status in rows}
+
     async def cancel(self, image_ids: Iterable[int]) -> list[int]:
         """Fail queued jobs as ``cancelled`` before any worker claims them; the ids it cancelled.
 

@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from blogimg.config import Settings
+from blogimg.db.database import Database
 from blogimg.db.jobs import FailedToRetry, PostsToEnqueue
-from blogimg.domain import ExtractedPost, ProgressEvent, RunSummary, Size
-from blogimg.errors import InputError
+from blogimg.domain import ExtractedPost, ProgressEvent, RunSummary, Size, Status
+from blogimg.errors import InputError, NotFoundError
 from blogimg.pipeline.batches import run_batch
 from blogimg.pipeline.runtime import open_runtime
 from blogimg.prompts.extract import MARKDOWN_SUFFIXES, PromptExtractor, read_post_file
@@ -56,7 +57,8 @@ def read_posts(paths: Iterable[str | Path], settings: Settings) -> list[Extracte
     slugs: dict[str, str] = {}
     for post in posts:
         if post.slug in slugs:
-            raise InputError(f"{post.source_path} and {slugs[post.slug]} have the same slug {post.slug!r}")
+            raise InputError(f"{post.source_path} and {slugs[post.slug]} have the same slug {post.slug!r}; "
+                             "give one a 'slug:' in its front matter")
         slugs[post.slug] = post.source_path or ""
     return posts
 
@@ -88,7 +90,28 @@ async def retry(
     storage: Storage | None = None,
     on_event: EventCallback | None = None,
 ) -> RunSummary:
-    """Queue failed images again (these ids, or every failed one) and make them now."""
+    """Queue failed images again (these ids, or every failed one) and make them now.
+
+    Named ids must all be failed images: an unknown id is a NotFoundError and any other status
+    an InputError, raised before anything is queued (the API answers 404 and 409).
+    """
+    started = time.monotonic()
     async with open_runtime(settings, registry=registry, storage=storage) as runtime:
-        return await run_batch(runtime.database, FailedToRetry(image_ids),
-                               worker=runtime.worker(on_event=on_event), on_event=on_event)
+        if image_ids is not None:
+            await _check_retryable(runtime.database, image_ids)
+        summary = await run_batch(runtime.database, FailedToRetry(image_ids),
+                                  worker=runtime.worker(on_event=on_event), on_event=on_event)
+    summary.seconds = time.monotonic() - started  # opening providers and the catalogue counts too
+    return summary
+
+
+async def _check_retryable(database: Database, image_ids: Sequence[int]) -> None:
+    # Ids are 32-bit in the schema: a larger one names nothing (and would overflow PostgreSQL).
+    statuses = await database.queue.statuses(i for i in image_ids if 0 < i < 2**31)
+    unknown = [str(i) for i in dict.fromkeys(image_ids) if i not in statuses]
+    if unknown:
+        raise NotFoundError(f"no image with id {unknown[0]}" if len(unknown) == 1
+                            else f"no images with ids {', '.join(unknown)}")
+    not_failed = [f"image {i} is {statuses[i].value}" for i in dict.fromkeys(image_ids) if statuses[i] != Status.FAILED]
+    if not_failed:
+        raise InputError(f"{', '.join(not_failed)}; only failed images are retried")

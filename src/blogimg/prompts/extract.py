@@ -6,9 +6,15 @@ Rules (the seed's ImagePromptExtractor, made deterministic):
 - A cover prompt from title, summary and tags; ``cover_prompt:`` replaces it.
 - Every ``<!-- image: what to show | alt: text | size: 1024x1024 -->`` marker is an inline
   prompt at its position. Markers inside code fences, indented code or inline code are text,
-  not markers, because we read the markdown with a real parser rather than a regex.
+  not markers, because we read the markdown with a real parser rather than a regex. Liquid
+  blocks (``{% highlight %}``, ``{% raw %}``, ``{% comment %}``) and Hugo code shortcodes
+  (``{{< highlight >}}``, ``{{< code >}}``, also in ``{{% %}}`` form) are code too; the parser
+  does not know them, so they are hidden from it (lines kept) before the markers are read.
 - With section images enabled, each H2 section without a marker of its own gets one prompt
   (capped per post).
+
+The slug is, first that exists: the slug the caller chose, front matter ``slug:``, the file's
+name (a page bundle's folder), the title, a hash of the text; two posts never share one by accident.
 
 Every prompt has a fingerprint: a hash of what defines the image (kind, text, size and which
 occurrence of identical text it is), not of its position, so editing a post around a marker
@@ -30,11 +36,14 @@ from markdown_it.token import Token
 
 from blogimg.domain import ExtractedPost, ImagePrompt, PromptKind, Size, fingerprint
 from blogimg.errors import InputError, PostParseError
+from blogimg.prompts.template_code import hide_spans, markdown_code_lines, template_code_spans
 
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd"})
 _MARKER = re.compile(r"<!--\s*image\s*:(?P<body>.*?)-->", re.IGNORECASE | re.DOTALL)
 _OPTION = re.compile(r"^(?P<key>alt|size)\s*:\s*(?P<value>.*)$", re.IGNORECASE | re.DOTALL)
 _WHITESPACE = re.compile(r"\s+")
+# Hugo and Jekyll name a page bundle's post after its folder: posts/my-trip/index.md.
+_BUNDLE_FILE_STEMS = frozenset({"index", "_index"})
 _MAX_PROMPT_CHARS = 4000
 _MAX_POST_BYTES = 5_000_000
 
@@ -66,15 +75,19 @@ class PromptExtractor:
         # "commonmark" keeps raw HTML (our markers) as html tokens and code as code tokens.
         self._parser = MarkdownIt("commonmark")
 
-    def extract(self, text: str, *, source: str = "<post>", default_slug: str = "") -> ExtractedPost:
-        """Parse ``text`` (markdown with optional front matter); raise PostParseError if unreadable."""
+    def extract(
+        self, text: str, *, source: str = "<post>", slug: str = "", default_slug: str = ""
+    ) -> ExtractedPost:
+        """Parse ``text`` (markdown with optional front matter); raise PostParseError if unreadable.
+
+        ``slug`` is the caller's choice and wins over front matter; ``default_slug`` (a file's
+        name) is used only when front matter names no slug.
+        """
         metadata, body, line_offset = _split_front_matter(text, source)
-        tokens = self._parser.parse(body)
-        first_heading = _first_h1(tokens)
-        title = _text(metadata.get("title")) or first_heading or _title_from_slug(default_slug)
-        slug = slugify(_text(metadata.get("slug")) or default_slug or title)
-        if not slug:
-            slug = "post-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+        tokens = self._parse(body)
+        named_title = _text(metadata.get("title")) or _first_h1(tokens)
+        title = named_title or _title_from_slug(slug or default_slug)
+        post_slug = _first_slug(slug, _text(metadata.get("slug")), default_slug, named_title) or _content_slug(text)
         summary = _text(
             metadata.get("summary") or metadata.get("description") or metadata.get("excerpt")
         ) or _first_paragraph(tokens)
@@ -84,7 +97,7 @@ class PromptExtractor:
 
         def post(prompts: tuple[ImagePrompt, ...], *, opted_out: bool = False) -> ExtractedPost:
             return ExtractedPost(
-                slug=slug, title=title, markdown=text, summary=summary, tags=tags,
+                slug=post_slug, title=title, markdown=text, summary=summary, tags=tags,
                 language=language, prompts=prompts, opted_out=opted_out, source_path=source_path,
             )
 
@@ -128,6 +141,14 @@ class PromptExtractor:
                     self.inline_size, "", heading, line + line_offset if line else None)
         return post(tuple(prompts))
 
+    def _parse(self, body: str) -> list[Token]:
+        """Tokens of ``body`` with its Liquid and Hugo code blocks hidden, line numbers kept."""
+        tokens = self._parser.parse(body)
+        spans = template_code_spans(body, markdown_code_lines(tokens))
+        if not spans:
+            return tokens
+        return self._parser.parse(hide_spans(body, spans))
+
 
 class ExtractorOptions(TypedDict, total=False):
     """The keyword arguments of :class:`PromptExtractor`."""
@@ -159,13 +180,34 @@ def read_post_file(path: Path, extractor: PromptExtractor) -> ExtractedPost:
         raise PostParseError(f"{path}: not UTF-8 text (byte {error.start})") from None
     if "\x00" in text:
         raise PostParseError(f"{path}: contains NUL bytes; not a text file")
-    return extractor.extract(text, source=str(path), default_slug=path.stem)
+    return extractor.extract(text, source=str(path), default_slug=_file_slug(path))
+
+
+def _file_slug(path: Path) -> str:
+    """The name a file gives its post: the folder's for a page bundle (a/index.md), else the file's."""
+    if path.stem.casefold() in _BUNDLE_FILE_STEMS:
+        return path.absolute().parent.name
+    return path.stem
 
 
 def slugify(text: str) -> str:
     """Lower-case words joined by hyphens; letters of any script are kept."""
     normal = unicodedata.normalize("NFKC", text).lower()
     return re.sub(r"[^\w]+", "-", normal).strip("-_")[:120]
+
+
+def _first_slug(*candidates: str) -> str:
+    for candidate in candidates:
+        slug = slugify(candidate)
+        if slug:
+            return slug
+    return ""
+
+
+def _content_slug(text: str) -> str:
+    # Nothing names the post, so its text does: a constant ("untitled") would make the next
+    # unnamed post replace this one, because posts are matched by slug when saved.
+    return "post-" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(?P<yaml>.*?)(?:\r?\n)?^(?:---|\.\.\.)[ \t]*$\r?\n?",

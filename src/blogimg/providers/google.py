@@ -45,7 +45,10 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 INFO = ProviderInfo(
     name=NAME,
     description="Google Gemini image models (and Imagen in Vertex mode), official google-genai SDK.",
-    models=("gemini-2.5-flash-image", "gemini-3-pro-image-preview", "imagen-4.0-generate-001",
+    # The image models of google-genai 3.6 (its Model list), current ones first, then Imagen (Vertex mode
+    # only, deprecated in the SDK).
+    models=("gemini-3-pro-image", "gemini-nano-banana-2.1", "gemini-3.1-flash-image", "gemini-3.1-flash-lite-image",
+            "nano-banana-pro-preview", "gemini-2.5-flash-image", "imagen-4.0-generate-001",
             "imagen-4.0-fast-generate-001", "imagen-4.0-ultra-generate-001"),
     key_env_vars=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
     sizes=tuple(ASPECT_RATIOS),

@@ -40,7 +40,10 @@ _QUALITIES: dict[str, ImageQuality] = {"low": "low", "medium": "medium", "high":
 INFO = ProviderInfo(
     name=NAME,
     description="OpenAI GPT image models (Images API, official SDK).",
-    models=("gpt-image-1.5", "gpt-image-1-mini", "gpt-image-2", "gpt-image-2.5-flare", "gpt-image-2.5-sunburst"),
+    # Every image model of the SDK's ImageModel (openai 3.57), current ones first; not its dated snapshots,
+    # gpt-image-1 (shut down 2026-10-23) or dall-e-2/3 (retired 2026-05-12).
+    models=("gpt-image-2.6-sunburst", "gpt-image-2.6-flare", "gpt-image-2.5-sunburst", "gpt-image-2.5-flare",
+            "gpt-image-2", "gpt-image-1.5", "gpt-image-1-mini", "chatgpt-image-latest"),
     key_env_vars=("OPENAI_API_KEY",),
     sizes=STANDARD_SIZES,
     output_formats=("png",),

@@ -8,6 +8,7 @@ which the ledger stores as NULL and reports as "unknown" — never as free.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -81,6 +82,9 @@ class PriceTable:
     def image_prices(self, provider: str, model: str) -> list[ImagePrice]:
         return list(self._images.get((provider, model), []))
 
+    def token_prices(self, provider: str, model: str) -> TokenPrices | None:
+        return self._tokens.get((provider, model))
+
     def image_price(self, provider: str, model: str, size: str, quality: str) -> float | None:
         """The list price of one image, or None when the table does not know it."""
         best: float | None = None
@@ -106,6 +110,30 @@ class PriceTable:
                 return None
             total += count * per_million / 1_000_000
         return round(total, 6)
+
+
+UNKNOWN = "unknown"
+
+
+def price_text(prices: PriceTable, provider: str, model: str, quality: str) -> str:
+    """What one image of ``model`` costs at ``quality``, as text: a per-image range, else the
+    per-token image price, else "unknown". Quality "auto" lets the model choose, so it spans all."""
+    known = sorted(p.usd for p in prices.image_prices(provider, model)
+                   if quality == "auto" or p.quality in (quality, _ANY))
+    if known:
+        low, high = known[0], known[-1]
+        return f"${low:.3f}" if low == high else f"${low:.3f}–${high:.3f}"
+    tokens = prices.token_prices(provider, model)
+    if tokens is not None and tokens.output_image is not None:
+        return f"${tokens.output_image:g} per 1M image tokens"
+    return UNKNOWN
+
+
+def model_prices(provider: str, models: Iterable[str], quality: str,
+                 prices: PriceTable | None = None) -> list[tuple[str, str]]:
+    """Each model with its price text (see :func:`price_text`), in the order given."""
+    table = prices or default_prices()
+    return [(model, price_text(table, provider, model, quality)) for model in models]
 
 
 @cache

@@ -1,4 +1,4 @@
-"""Shaping catalogue rows into the API's image JSON (URLs derived from keys when read)."""
+"""Shaping catalogue rows into the API's JSON: images (URLs derived from keys when read), times in UTC."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ def image_out(item: ImageWithVariants, storage: Storage) -> ImageOut:
              if image.focal_x is not None and image.focal_y is not None else None)
     return ImageOut(
         id=image.id, status=image.status, prompt_id=image.prompt_id, post_id=image.post_id, batch_id=image.batch_id,
-        prompt=item.prompt, url=_url(storage, image.storage_key), thumbnail_url=_url(storage, image.thumbnail_key),
+        prompt=item.prompt, kind=item.kind, position=item.position,
+        url=_url(storage, image.storage_key), thumbnail_url=_url(storage, image.thumbnail_key),
         variants=[VariantOut(format=v.format, width=v.width, height=v.height, url=storage.url(v.storage_key),
                              bytes=v.bytes) for v in item.variants],
         alt_text=image.alt_text, provider=image.provider, model=image.model, cost_usd=image.cost_usd,
@@ -23,14 +24,14 @@ def image_out(item: ImageWithVariants, storage: Storage) -> ImageOut:
         bytes_original=image.bytes_original, bytes_stored=image.bytes_stored, lqip=image.lqip,
         dominant_color=image.dominant_color, revised_prompt=image.revised_prompt, focal_point=focal,
         rating=image.rating, tags=list(image.tags or []), error_code=image.error_code,
-        error_message=image.error_message, created_at=_utc(image.created_at), updated_at=_utc(image.updated_at),
+        error_message=image.error_message, created_at=utc(image.created_at), updated_at=utc(image.updated_at),
     )
+
+
+def utc(moment: datetime) -> datetime:
+    # The catalogue stores naive UTC; the API says so (RFC 3339 needs the offset).
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _url(storage: Storage, key: str | None) -> str | None:
     return storage.url(key) if key else None
-
-
-def _utc(moment: datetime) -> datetime:
-    # The catalogue stores naive UTC; the API says so (RFC 3339 needs the offset).
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
