@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test bench install install-dev lint clean
+.PHONY: demo test bench install install-dev lint clean contact-sheet
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "blogimg needs Python 3.11 or newer"'
@@ -28,9 +28,14 @@ install-dev: $(DEV_STAMP)
 demo: $(STAMP)
 	$(BIN)/blogimg generate examples/posts
 
+## contact-sheet: draw every demo image with the card beside its thumbnail, in one PNG
+## (blogimg-data/contact-sheet.png; offline, nothing stored)
+contact-sheet: $(STAMP)
+	$(BIN)/python -m tools.contact_sheet examples/posts -o blogimg-data/contact-sheet.png
+
 ## test: install the dev extras, lint, and run the whole suite (exit code 5, "no tests", fails)
 test: $(DEV_STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench tools
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -44,7 +49,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.report
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench tools
 	$(BIN)/mypy
 
 clean:

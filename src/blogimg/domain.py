@@ -122,6 +122,9 @@ class ProviderImage:
     cost_usd: float | None  #: None means the price is unknown, never free
     revised_prompt: str | None = None
     alt_text: str | None = None  #: what the provider knows it drew, when it knows
+    #: the region that must survive any crop, as (left, top, right, bottom) fractions of the
+    #: width and height (0..1), when the provider knows it (the card: where it set the title)
+    focus: tuple[float, float, float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)

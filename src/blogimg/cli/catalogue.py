@@ -11,7 +11,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from blogimg.cli.output import bytes_line, console, guarded, load_settings, money
+from blogimg.cli.output import (
+    ProgressDisplay,
+    bytes_line,
+    console,
+    guarded,
+    load_settings,
+    money,
+    print_summary,
+)
 from blogimg.config import Settings
 from blogimg.db.catalog import Page
 from blogimg.db.database import Database
@@ -105,28 +113,83 @@ def search(
 def cleanup(
     apply: Annotated[bool, typer.Option("--apply", help="Delete orphan files (default: only report).")] = False,
     grace_seconds: Annotated[float, typer.Option(min=0, help="Only delete files older than this.")] = 3600.0,
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="Make missing variant and thumbnail files again from the stored master.")] = False,
+    remake: Annotated[bool, typer.Option(
+        "--remake", help="Also queue images whose master is gone and make them again (calls a provider; "
+                         "costs money). Implies --repair.")] = False,
 ) -> None:
-    """Report files with no row and rows whose files are missing; --apply deletes old orphan files."""
+    """Report files with no row and rows whose files are missing; --apply deletes old orphan files,
+    --repair re-makes missing files from masters, --remake asks a provider again when the master is gone."""
+    from blogimg.domain import RunSummary
+    from blogimg.imaging.process import ImagingOptions
+    from blogimg.pipeline.repair import REMAKE_COMMAND, remake_lost
+    from blogimg.pipeline.runtime import open_runtime
+
     def work() -> None:
         settings = _catalogue_settings()
+        imaging = ImagingOptions.from_settings(settings)
+        remade: RunSummary | None = None
 
         async def run() -> CleanupReport:
             async with _database(settings) as database:
                 return await find_orphans(database.catalog, build_storage(settings), apply=apply,
-                                          grace_seconds=grace_seconds)
+                                          grace_seconds=grace_seconds, repair=repair or remake, imaging=imaging)
 
-        report = asyncio.run(run())
-        console.print(f"files with no row: {len(report.files_without_rows)}")
-        for key in report.files_without_rows[:50]:
-            console.print(f"  {key}", highlight=False)
-        console.print(f"images whose files are missing: {len(report.rows_missing_files)}"
-                      + (f" (ids {', '.join(map(str, report.rows_missing_files[:50]))})" if report.rows_missing_files else ""))
-        if apply:
-            console.print(f"deleted {len(report.deleted)} files older than {grace_seconds:g} s")
-        elif report.files_without_rows:
-            console.print("dry run: nothing deleted; pass --apply to delete orphan files older than the grace period")
+        async def run_remake(display: ProgressDisplay) -> tuple[CleanupReport, RunSummary | None]:
+            async with open_runtime(settings) as runtime:  # providers first: a bad setting stops it all
+                found = await find_orphans(runtime.database.catalog, runtime.storage, apply=apply,
+                                           grace_seconds=grace_seconds, repair=True, imaging=imaging)
+                if not found.masters_missing:
+                    return found, None
+                return found, await remake_lost(runtime, found.masters_missing, on_event=display.handle)
+
+        if remake:
+            with ProgressDisplay() as display:
+                report, remade = asyncio.run(run_remake(display))
+        else:
+            report = asyncio.run(run())
+        _print_cleanup(report, apply=apply, grace_seconds=grace_seconds, remake_command=REMAKE_COMMAND,
+                       remade=remade is not None)
+        if remade is not None:
+            print_summary(remade, "cleanup --remake")
+        if (remade is not None and remade.failed) or (report.repair is not None and report.repair.not_repaired):
+            raise typer.Exit(code=1)
 
     guarded(work)
+
+
+def _ids(ids: list[int]) -> str:
+    return f" (ids {', '.join(map(str, ids[:50]))}{', …' if len(ids) > 50 else ''})" if ids else ""
+
+
+def _print_cleanup(report: CleanupReport, *, apply: bool, grace_seconds: float, remake_command: str,
+                   remade: bool) -> None:
+    console.print(f"files with no row: {len(report.files_without_rows)}")
+    for key in report.files_without_rows[:50]:
+        console.print(f"  {key}", highlight=False)
+    console.print(f"images whose files are missing: {len(report.rows_missing_files)}{_ids(report.rows_missing_files)}",
+                  highlight=False)
+    fixed = report.repair
+    if fixed is not None:
+        if fixed.repaired:
+            console.print(f"repaired {len(fixed.repaired)} images from their stored master{_ids(fixed.repaired)}: "
+                          f"{len(fixed.files)} files made again"
+                          + (f"; {len(fixed.rekeyed)} re-encoded from a lossy master under new keys"
+                             if fixed.rekeyed else ""), highlight=False)
+        for image_id, why in sorted(fixed.not_repaired.items()):
+            console.print(f"  image {image_id} not repaired: {escape(why)}", highlight=False)
+    elif report.repairable:
+        console.print(f"{len(report.repairable)} of them can be made again from their stored master "
+                      f"(no provider call): blogimg cleanup --repair", highlight=False)
+    if report.masters_missing:
+        console.print(f"images whose master is gone too: {len(report.masters_missing)}{_ids(report.masters_missing)}"
+                      + ("; queued again:" if remade else
+                         f"; only a provider can make them again (costs money): {remake_command}"), highlight=False)
+    if apply:
+        console.print(f"deleted {len(report.deleted)} files older than {grace_seconds:g} s")
+    elif report.files_without_rows:
+        console.print("dry run: nothing deleted; pass --apply to delete orphan files older than the grace period")
 
 
 def providers() -> None:

@@ -222,3 +222,78 @@ class Catalog:
                 select(ImageVariant.storage_key, ImageVariant.image_id),
             ))).all()
         return {key: image_id for key, image_id in pairs}
+
+    # Files of images, for cleanup and repair (pipeline/cleanup.py, pipeline/repair.py) -------------
+
+    async def image_files(self, image_ids: Sequence[int] | None = None) -> list[ImageFiles]:
+        """The storage keys each image's rows point at (every image, or these), by id."""
+        query = (select(GeneratedImage.id, GeneratedImage.status, GeneratedImage.sha256,
+                        GeneratedImage.storage_key, GeneratedImage.thumbnail_key).order_by(GeneratedImage.id))
+        variants = select(ImageVariant.image_id, ImageVariant.format, ImageVariant.width, ImageVariant.storage_key)
+        if image_ids is not None:
+            query = query.where(GeneratedImage.id.in_(list(image_ids)))
+            variants = variants.where(ImageVariant.image_id.in_(list(image_ids)))
+        async with self.sessions() as session:
+            keyed: dict[int, dict[tuple[str, int], str]] = defaultdict(dict)
+            for image_id, image_format, width, key in (await session.execute(variants)).all():
+                keyed[image_id][(image_format, width)] = key
+            return [ImageFiles(image_id, status, sha256, master, thumbnail, keyed.get(image_id, {}))
+                    for image_id, status, sha256, master, thumbnail in (await session.execute(query)).all()]
+
+    async def replace_file_keys(self, image_id: int, *, thumbnail: RemadeFile | None,
+                                variants: Sequence[RemadeFile]) -> bool:
+        """Point one succeeded image's rows at files made again from its master, all or nothing.
+
+        Fenced on the keys the rows held: when any of them changed meanwhile (the image was made
+        again, or deleted), nothing is written and the answer is False.
+        """
+        try:
+            async with self.sessions.begin() as session:
+                image = await session.get(GeneratedImage, image_id, with_for_update=True)
+                if image is None or image.status != Status.SUCCEEDED or (
+                        thumbnail is not None and image.thumbnail_key != thumbnail.old_key):
+                    raise _KeysChanged
+                if thumbnail is not None:
+                    image.thumbnail_key = thumbnail.new_key
+                for remade in variants:
+                    row = await session.scalar(select(ImageVariant).where(
+                        ImageVariant.image_id == image_id, ImageVariant.format == remade.format,
+                        ImageVariant.width == remade.width, ImageVariant.storage_key == remade.old_key))
+                    if row is None:
+                        raise _KeysChanged  # leaving the block rolls every change back
+                    row.storage_key, row.height, row.bytes = remade.new_key, remade.height, remade.bytes
+                image.updated_at = utcnow()
+        except _KeysChanged:
+            return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFiles:
+    """The keys one image's rows point at: its master, thumbnail and variants."""
+
+    image_id: int
+    status: Status
+    sha256: str | None  #: the master's content hash, to tell a damaged master from a sound one
+    master_key: str | None
+    thumbnail_key: str | None
+    variants: dict[tuple[str, int], str]  #: (format, width) → key
+
+    def keys(self) -> set[str]:
+        return {key for key in (self.master_key, self.thumbnail_key, *self.variants.values()) if key}
+
+
+@dataclass(frozen=True, slots=True)
+class RemadeFile:
+    """A file made again whose content-addressed key differs from the one its row held."""
+
+    format: str
+    width: int
+    height: int
+    bytes: int
+    old_key: str
+    new_key: str
+
+
+class _KeysChanged(Exception):
+    """An image's rows no longer hold the keys a repair found missing."""

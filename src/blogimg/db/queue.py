@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, Update, and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -194,6 +194,31 @@ class JobQueue:
                 await session.flush()
                 await self._changed(session, [(image.id, image.batch_id)], Status.QUEUED)
             return before
+
+    async def remake(self, lost: Mapping[int, str]) -> BatchEnqueued:
+        """Queue again, as one new batch, succeeded images whose stored master is gone for good.
+
+        ``lost`` maps each image to the master key found missing; a row changes only while it is
+        still succeeded and still points at that key. Its variant rows and file keys go (the files
+        are gone; the worker's completion writes fresh ones), so a worker will call a provider again.
+        """
+        batch_id = await self._new_batch()
+        async with self.sessions.begin() as session:
+            changed: list[tuple[int, int | None]] = []
+            for image_id, key in sorted(lost.items()):
+                changed += (await session.execute(
+                    update(GeneratedImage)
+                    .where(GeneratedImage.id == image_id, GeneratedImage.status == Status.SUCCEEDED,
+                           GeneratedImage.storage_key == key)
+                    .values(status=Status.QUEUED, error_code=None, error_message=None, attempts=0, batch_id=batch_id,
+                            storage_key=None, thumbnail_key=None, sha256=None, bytes_stored=None, updated_at=utcnow())
+                    .returning(GeneratedImage.id, GeneratedImage.batch_id)
+                    .execution_options(synchronize_session=False))).all()
+            image_ids = [image_id for image_id, _ in changed]
+            await session.execute(delete(ImageVariant).where(ImageVariant.image_id.in_(image_ids)))
+            await session.execute(update(Batch).where(Batch.id == batch_id).values(image_ids=image_ids))
+            await self._changed(session, changed, Status.QUEUED)
+        return BatchEnqueued(batch_id, tuple(image_ids), tuple(image_ids))
 
     async def statuses(self, image_ids: Iterable[int]) -> dict[int, Status]:
         """The status of each of these images that exists; a read, which changes nothing."""

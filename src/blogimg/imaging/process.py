@@ -18,7 +18,7 @@ import base64
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import cache, cached_property
@@ -159,8 +159,14 @@ def safe_load(data: bytes, max_pixels: int) -> tuple[pyvips.Image, str]:
     return _to_srgb(image), image_format
 
 
-def process_image(data: bytes, options: ImagingOptions = ImagingOptions()) -> ProcessedImage:
-    """Make the master, variants, thumbnail, LQIP and dominant colour of one image."""
+def process_image(data: bytes, options: ImagingOptions = ImagingOptions(),
+                  focus: Sequence[float] | None = None) -> ProcessedImage:
+    """Make the master, variants, thumbnail, LQIP and dominant colour of one image.
+
+    ``focus`` is what the thumbnail's crop must keep, in fractions (0..1) of the width and height:
+    a box ``(left, top, right, bottom)`` (a provider's ``ProviderImage.focus``) or a point
+    ``(x, y)`` (an image's focal point). Without it libvips' attention crop guesses.
+    """
     image, source_format = safe_load(data, options.max_pixels)
     if image.hasalpha() and image[image.bands - 1].min() >= 255:
         image = image.flatten()  # an alpha band that is fully opaque only costs bytes
@@ -178,8 +184,8 @@ def process_image(data: bytes, options: ImagingOptions = ImagingOptions()) -> Pr
     work = [
         *variant_work,
         lambda: _encode(image, "png" if has_alpha else "jpeg", options, role="master"),
-        lambda: _encode(image.thumbnail_image(options.thumbnail_size, height=options.thumbnail_size,
-                                              crop="attention", size="both"), "webp", options, role="thumbnail"),
+        lambda: _encode(_thumbnail(image, options.thumbnail_size, focus), "webp", options,
+                        role="thumbnail"),
         lambda: _lqip(image),
         lambda: dominant_color(image),
     ]
@@ -191,6 +197,32 @@ def process_image(data: bytes, options: ImagingOptions = ImagingOptions()) -> Pr
     variants.sort(key=lambda file: (file.width, options.variant_formats.index(file.format)))
     return ProcessedImage(master=master, variants=tuple(variants), thumbnail=thumbnail, lqip=lqip,
                           dominant_color=colour, source_format=source_format, bytes_in=len(data))
+
+
+def thumbnail_window(width: int, height: int, focus: Sequence[float]) -> tuple[int, int, int, int]:
+    """The part of a ``width``×``height`` image the square thumbnail shows: left, top,
+    width, height. It is as large as the image allows, centred on ``focus`` (a box or point in
+    fractions, see process_image) and moved only as far as needed to stay on the image, so a
+    focus box that fits is kept whole."""
+    if len(focus) == 2:
+        focus = (focus[0], focus[1], focus[0], focus[1])
+    if len(focus) != 4:
+        raise ValueError("focus is (x, y) or (left, top, right, bottom)")
+    left, top, right, bottom = (min(1.0, max(0.0, float(value))) for value in focus)
+    side = min(width, height)  # the thumbnail is square
+    centre_x = (min(left, right) + max(left, right)) / 2 * width
+    centre_y = (min(top, bottom) + max(top, bottom)) / 2 * height
+    x = min(max(0, round(centre_x - side / 2)), width - side)
+    y = min(max(0, round(centre_y - side / 2)), height - side)
+    return x, y, side, side
+
+
+def _thumbnail(image: pyvips.Image, size: int, focus: Sequence[float] | None) -> pyvips.Image:
+    if focus is None:
+        return image.thumbnail_image(size, height=size, crop="attention", size="both")
+    x, y, width, height = thumbnail_window(image.width, image.height, focus)
+    window = image.extract_area(x, y, width, height)
+    return window.thumbnail_image(size, height=size, crop="centre", size="both")
 
 
 def dominant_color(image: pyvips.Image) -> str:

@@ -1,9 +1,11 @@
-"""Orphans both ways: files no row points at, and rows whose files are gone.
+"""Orphans both ways: files no row points at, and rows whose files are gone — and the way back.
 
 A dry run unless asked to apply; applying deletes only orphan *files*, and only those older
 than a grace period — a young file may belong to a job that stored it and has not yet
-committed its row (files are written before rows). Rows with missing files are reported, not
-touched: re-queueing them is a decision for a person (``blogimg retry``).
+committed its row (files are written before rows). Rows with missing files are reported, and
+with ``repair`` the images whose master is still stored get their missing files made again
+from it (pipeline/repair.py). Images whose master is gone too are listed: making them again
+calls a provider, a decision for a person (``blogimg cleanup --remake``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 
 from blogimg.db.catalog import Catalog
+from blogimg.imaging.process import ImagingOptions
+from blogimg.pipeline.repair import RepairReport, master_lost, needs_files, repair_from_masters
 from blogimg.storage.base import Storage
 
 
@@ -20,24 +24,43 @@ class CleanupReport:
     applied: bool
     grace_seconds: float
     files_without_rows: list[str] = field(default_factory=list)
-    rows_missing_files: list[int] = field(default_factory=list)
+    rows_missing_files: list[int] = field(default_factory=list)  #: as found, before any repair
     deleted: list[str] = field(default_factory=list)
+    repairable: list[int] = field(default_factory=list)  #: succeeded, files missing, master still stored
+    masters_missing: list[int] = field(default_factory=list)  #: succeeded, master gone too: remake only
+    repair: RepairReport | None = None  #: what ``repair`` did, when asked
 
 
 async def find_orphans(catalog: Catalog, storage: Storage, *, apply: bool = False,
-                       grace_seconds: float = 3600.0) -> CleanupReport:
-    referenced = await catalog.referenced_keys()
+                       grace_seconds: float = 3600.0, repair: bool = False,
+                       imaging: ImagingOptions | None = None) -> CleanupReport:
+    """Report orphans both ways; ``repair`` re-makes missing files from masters, ``apply`` deletes
+    orphan files older than ``grace_seconds``. ``imaging`` must be the settings the images were
+    made with (``ImagingOptions.from_settings``) for repaired files to keep their keys."""
+    images = await catalog.image_files()
     stored = [item async for item in storage.list()]
     stored_keys = {item.key for item in stored}
+    missing = needs_files(images, stored_keys)
     report = CleanupReport(
         applied=apply, grace_seconds=grace_seconds,
-        files_without_rows=sorted(item.key for item in stored if item.key not in referenced),
-        rows_missing_files=sorted({image_id for key, image_id in referenced.items() if key not in stored_keys}),
+        rows_missing_files=sorted({image.image_id for image in images if image.keys() - stored_keys}),
+        repairable=[image.image_id for image in missing if not master_lost(image, stored_keys)],
+        masters_missing=[image.image_id for image in missing if master_lost(image, stored_keys)],
     )
+    if repair and missing:
+        report.repair = await repair_from_masters(catalog, storage, missing, stored_keys,
+                                                  imaging or ImagingOptions())
+        report.masters_missing = sorted(report.repair.masters_missing)
+        if report.repair.files:  # rows may name new keys now, and new files exist: read both again
+            images = await catalog.image_files()
+            stored = [item async for item in storage.list()]
+    referenced = set().union(*(image.keys() for image in images))
+    orphans = [item for item in stored if item.key not in referenced]
+    report.files_without_rows = sorted(item.key for item in orphans)
     if apply:
         cutoff = time.time() - grace_seconds
-        for item in stored:
-            if item.key not in referenced and item.modified is not None and item.modified < cutoff:
+        for item in orphans:
+            if item.modified is not None and item.modified < cutoff:
                 await storage.delete(item.key)
                 report.deleted.append(item.key)
         report.deleted.sort()

@@ -233,7 +233,8 @@ class Worker:
         provider, image = result.provider, result.result
         generated_ms = round((time.monotonic() - started) * 1000)
         try:
-            processed = await asyncio.to_thread(process_image, image.data, self.imaging)
+            # The provider may say where its subject is (the card knows where it set the title).
+            processed = await asyncio.to_thread(process_image, image.data, self.imaging, image.focus)
         except ImageRejectedError as error:
             await self._fail(job, "image_rejected", str(error))
             return

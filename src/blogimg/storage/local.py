@@ -61,8 +61,9 @@ class LocalStorage:
         return await asyncio.to_thread(self.path_for(key).is_file)
 
     async def delete(self, key: str) -> None:
+        """Remove the file, then the shard folders it leaves empty (never the root itself)."""
         path = self.path_for(key)
-        await asyncio.to_thread(path.unlink, missing_ok=True)
+        await asyncio.to_thread(_unlink_and_prune, path, self.root)
 
     def url(self, key: str) -> str:
         return join_url(self.public_base_url, validate_key(key))
@@ -85,10 +86,32 @@ class LocalStorage:
         return sorted(found)
 
 
+def _unlink_and_prune(path: Path, root: Path) -> None:
+    path.unlink(missing_ok=True)
+    folder = path.parent
+    while folder != root and folder.is_relative_to(root):
+        try:
+            folder.rmdir()  # only ever removes an empty folder: a file written meanwhile keeps it
+        except OSError:  # not empty (or already gone): the folders above are not empty either
+            return
+        folder = folder.parent
+
+
+def _temporary_beside(path: Path) -> tuple[int, str]:
+    # A delete may prune the (then empty) shard folder between our mkdir and mkstemp: make it again.
+    for attempt in range(3):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX)
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX)
+        descriptor, temporary = _temporary_beside(path)
         try:
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(data)

@@ -1,0 +1,143 @@
+"""The way back for images whose files are missing: from the stored master, or from a provider.
+
+A succeeded image whose variant or thumbnail files are gone but whose master is still stored is
+*repaired*: its missing files are made again from the master by the imaging code, with the same
+settings, and stored before any row changes. From a lossless (PNG) master the files come out
+byte-identical, so their content-addressed keys are the ones the rows already hold and no row
+changes; from a lossy (JPEG) master they differ a little, and the image's rows are pointed at
+the new keys in one transaction, fenced on the keys they held.
+
+An image whose master is gone too (or no longer matches its hash) can only be *remade*: queued
+again through the queue and made by a provider, which costs money — so only when asked
+(``blogimg cleanup --remake``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from blogimg.db.catalog import Catalog, ImageFiles, RemadeFile
+from blogimg.domain import EventKind, ProgressEvent, RunSummary, Status
+from blogimg.errors import ImageRejectedError, StorageError
+from blogimg.imaging.process import EncodedFile, ImagingOptions, process_image
+from blogimg.pipeline.runtime import Runtime
+from blogimg.storage.base import Storage
+
+EventCallback = Callable[[ProgressEvent], None]
+REMAKE_COMMAND = "blogimg cleanup --remake"
+
+
+@dataclass
+class RepairReport:
+    """What ``repair_from_masters`` did."""
+
+    repaired: list[int] = field(default_factory=list)  #: images whose missing files were made again
+    files: list[str] = field(default_factory=list)  #: the keys written
+    rekeyed: list[int] = field(default_factory=list)  #: repaired images whose rows now name new keys
+    masters_missing: list[int] = field(default_factory=list)  #: only a provider can make these again
+    not_repaired: dict[int, str] = field(default_factory=dict)  #: image id → why not
+
+
+def needs_files(images: Iterable[ImageFiles], stored: set[str]) -> list[ImageFiles]:
+    """The succeeded images with at least one file their rows name missing from ``stored``."""
+    return [image for image in images if image.status == Status.SUCCEEDED and image.keys() - stored]
+
+
+def master_lost(image: ImageFiles, stored: set[str]) -> bool:
+    return image.master_key is None or image.master_key not in stored
+
+
+async def repair_from_masters(catalog: Catalog, storage: Storage, images: Sequence[ImageFiles],
+                              stored: set[str], imaging: ImagingOptions) -> RepairReport:
+    """Make the missing files of ``images`` again from their stored masters (see the module)."""
+    report = RepairReport()
+    for image in needs_files(images, stored):
+        if master_lost(image, stored):
+            report.masters_missing.append(image.image_id)
+            continue
+        await _repair_one(catalog, storage, image, stored, imaging, report)
+    report.files.sort()
+    return report
+
+
+async def _repair_one(catalog: Catalog, storage: Storage, image: ImageFiles, stored: set[str],
+                      imaging: ImagingOptions, report: RepairReport) -> None:
+    assert image.master_key is not None
+    try:
+        master = await storage.get(image.master_key)
+    except StorageError:
+        report.masters_missing.append(image.image_id)  # gone since it was listed
+        return
+    if image.sha256 and hashlib.sha256(master).hexdigest() != image.sha256:
+        report.masters_missing.append(image.image_id)  # damaged: variants made from it would be too
+        return
+    try:
+        processed = await asyncio.to_thread(process_image, master, imaging)
+    except ImageRejectedError as error:
+        report.not_repaired[image.image_id] = f"its master could not be read: {error}"
+        return
+    made = {(file.format, file.width): file for file in processed.variants}
+    wanted: list[tuple[str, EncodedFile]] = []  #: (the key the row holds, the file made again)
+    if image.thumbnail_key and image.thumbnail_key not in stored:
+        wanted.append((image.thumbnail_key, processed.thumbnail))
+    for (image_format, width), key in sorted(image.variants.items()):
+        if key in stored:
+            continue
+        file = made.get((image_format, width))
+        if file is None:
+            report.not_repaired[image.image_id] = (
+                f"the settings no longer make a {width} px {image_format} variant; remake it with {REMAKE_COMMAND}")
+            return
+        wanted.append((key, file))
+    try:  # files first, rows after: a crash in between leaves orphan files, never rows without files
+        await asyncio.gather(*(storage.put(file.storage_key, file.data, file.content_type) for _, file in wanted))
+    except StorageError as error:
+        report.not_repaired[image.image_id] = f"could not store its files: {error}"
+        return
+    thumbnail: RemadeFile | None = None
+    variants: list[RemadeFile] = []
+    for old, file in wanted:
+        if file.storage_key != old:  # a lossy master: the same settings, slightly different bytes
+            remade = RemadeFile(file.format, file.width, file.height, len(file.data), old, file.storage_key)
+            if file is processed.thumbnail:
+                thumbnail = remade
+            else:
+                variants.append(remade)
+    changed = thumbnail is not None or bool(variants)
+    if changed and not await catalog.replace_file_keys(image.image_id, thumbnail=thumbnail, variants=variants):
+        report.not_repaired[image.image_id] = "its rows changed while it was repaired; run cleanup again"
+        return
+    report.repaired.append(image.image_id)
+    report.files.extend(file.storage_key for _, file in wanted)
+    if changed:
+        report.rekeyed.append(image.image_id)
+
+
+async def remake_lost(runtime: Runtime, image_ids: Sequence[int], *,
+                      on_event: EventCallback | None = None) -> RunSummary:
+    """Queue again the succeeded images among ``image_ids`` whose master is still missing, and make
+    them now with an embedded worker (as ``retry`` does). Each one calls a provider again."""
+    started = time.monotonic()
+    emit = on_event or (lambda event: None)
+    images = await runtime.database.catalog.image_files(image_ids)
+    lost = {image.image_id: image.master_key for image in images
+            if image.status == Status.SUCCEEDED and image.master_key
+            and not await runtime.storage.exists(image.master_key)}
+    enqueued = await runtime.database.queue.remake(lost)
+    summary = RunSummary(batch_id=enqueued.batch_id, image_ids=enqueued.image_ids, queued=len(enqueued.queued_ids))
+    emit(ProgressEvent(EventKind.QUEUED, total=summary.queued))
+    if enqueued.queued_ids:
+        await runtime.worker(on_event=on_event).run(batch_id=enqueued.batch_id)
+    results = await runtime.database.reporting.batch_results(enqueued.batch_id)
+    summary.succeeded, summary.failed = results.succeeded, results.failed
+    summary.bytes_original, summary.bytes_stored = results.bytes_original, results.bytes_stored
+    summary.failures = list(results.failures)
+    summary.provider_calls = results.ledger.calls
+    summary.cost_usd, summary.unknown_cost_calls = results.ledger.cost_usd, results.ledger.unknown_cost_calls
+    summary.seconds = time.monotonic() - started
+    emit(ProgressEvent(EventKind.FINISHED, total=summary.queued, done=summary.succeeded + summary.failed))
+    return summary
