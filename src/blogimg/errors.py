@@ -8,6 +8,7 @@ The tree::
     │   ├── PostParseError        a post that cannot be read (broken front matter, not markdown)
     │   └── ConflictError         a request that contradicts an earlier one (an idempotency key reused)
     ├── NotFoundError             an id that names nothing
+    │   └── JobGoneError          a claimed job whose image was deleted while it waited
     ├── ProviderError             one provider call did not give an image; carries its Outcome
     ├── BudgetExceededError       a call that would not fit the daily or monthly budget
     ├── ImageRejectedError        provider bytes we refuse to decode (unknown format, too many pixels, corrupt)
@@ -60,6 +61,10 @@ class ConflictError(InputError):
 
 class NotFoundError(BlogimgError):
     """An id that names no post, prompt, image or batch."""
+
+
+class JobGoneError(NotFoundError):
+    """A job a worker claimed whose image was deleted meanwhile: nothing is left to make."""
 
 
 class ProviderError(BlogimgError):

@@ -175,3 +175,22 @@ async def test_cancel_fails_only_jobs_no_worker_has_started(tmp_path: Path, sett
     assert await queue.cancel(enqueued.image_ids) == []  # nothing queued is left to cancel
     assert len(events) == 2  # each cancellation wrote its event in the same transaction
     assert await queue.complete(running, FINISHED)  # the running job was left to finish
+
+
+async def test_a_known_failure_is_never_recorded_as_internal(settings: Settings) -> None:
+    from blogimg.db.jobs import PromptsToEnqueue
+    from blogimg.db.posts import PromptSpec
+    from blogimg.domain import PromptKind, Size
+    from blogimg.pipeline.batches import run_batch
+    from blogimg.pipeline.runtime import open_runtime
+
+    provider = FakeProvider("fake")
+    # A size no request may ask for today, as an older version could have stored it.
+    stored = PromptSpec("a lighthouse", PromptKind.INLINE, Size(9999, 9999))
+    async with open_runtime(settings, providers=["fake"], registry=registry_with(provider),
+                            storage=MemoryStorage()) as runtime:
+        summary = await run_batch(runtime.database, PromptsToEnqueue(post_id=None, prompts=[stored]),
+                                  worker=runtime.worker())
+    assert [(code, message) for _, code, message in summary.failures] == [
+        ("invalid", "image size '9999x9999' must be between 64 and 8192 pixels per side")]
+    assert provider.calls == []

@@ -45,7 +45,7 @@ from blogimg.db.tables import (
     utcnow,
 )
 from blogimg.domain import ExtractedPost, FinishedImage, Status
-from blogimg.errors import ConflictError
+from blogimg.errors import ConflictError, JobGoneError
 
 ChangedRows = Sequence[tuple[int, int | None]]  #: (image id, batch id) of each job that changed
 
@@ -286,7 +286,7 @@ class JobQueue:
             prompt = await session.get(ImagePromptRow, image.prompt_id) if image else None
             post = await session.get(BlogPost, image.post_id) if image else None
             if image is None or prompt is None or post is None:  # deleted while it waited
-                raise LookupError(f"claimed image {job.image_id} no longer exists")
+                raise JobGoneError(f"claimed image {job.image_id} no longer exists")
             return JobContext(job.image_id, prompt, post, dict(image.options or {}), image.variation)
 
     async def heartbeat(self, jobs: Iterable[ClaimedJob], lease_seconds: float) -> set[int]:

@@ -199,6 +199,15 @@ def process_image(data: bytes, options: ImagingOptions = ImagingOptions(),
                           dominant_color=colour, source_format=source_format, bytes_in=len(data))
 
 
+def make_thumbnail(data: bytes, options: ImagingOptions, focus: Sequence[float] | None) -> EncodedFile:
+    """The thumbnail alone, from a stored master: for a focal point set after the image was made."""
+    image, _ = safe_load(data, options.max_pixels)
+    try:
+        return _encode(_thumbnail(image, options.thumbnail_size, focus), "webp", options, role="thumbnail")
+    except pyvips.Error as error:
+        raise ImageRejectedError(f"thumbnail could not be made: {_first_line(error)}") from None
+
+
 def thumbnail_window(width: int, height: int, focus: Sequence[float]) -> tuple[int, int, int, int]:
     """The part of a ``width``×``height`` image the square thumbnail shows: left, top,
     width, height. It is as large as the image allows, centred on ``focus`` (a box or point in

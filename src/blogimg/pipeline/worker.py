@@ -29,7 +29,16 @@ from blogimg.domain import (
     Size,
     StoredVariant,
 )
-from blogimg.errors import ImageRejectedError, StorageError
+from blogimg.errors import (
+    BlogimgError,
+    BudgetExceededError,
+    ConfigurationError,
+    ImageRejectedError,
+    InputError,
+    JobGoneError,
+    ProviderError,
+    StorageError,
+)
 from blogimg.imaging.process import ImagingOptions, ProcessedImage, process_image
 from blogimg.pipeline.alt_text import derive_alt_text, shorten
 from blogimg.pipeline.budget import Budget
@@ -202,6 +211,12 @@ class Worker:
     async def _run_job(self, job: ClaimedJob) -> None:
         try:
             await self._make_image(job)
+        except JobGoneError:
+            log.info("image %s was deleted before it was made", job.image_id)
+        except BlogimgError as error:
+            # A failure we know by name (bad stored input, storage, configuration) is the image's
+            # error code, not "internal": that code is kept for bugs.
+            await self._fail(job, failure_code(error), str(error))
         except Exception as error:
             # Unexpected: record it on the row if we still can; otherwise the lease expires and
             # the job is claimed again, so nothing is lost either way.
@@ -329,3 +344,13 @@ class Worker:
 def _title(context: JobContext) -> str:
     """The title an image illustrates: its post's, or its own prompt's when sent without a post."""
     return context.prompt.prompt if context.post.slug == API_POST_SLUG else context.post.title
+
+
+def failure_code(error: BlogimgError) -> str:
+    """The error code an image fails with for an error blogimg raised on purpose."""
+    codes: tuple[tuple[type[BlogimgError], str], ...] = (
+        (ImageRejectedError, "image_rejected"), (StorageError, "storage"), (BudgetExceededError, "budget"),
+        (InputError, "invalid"), (ConfigurationError, "configuration"))
+    if isinstance(error, ProviderError):
+        return error.code
+    return next((code for kind, code in codes if isinstance(error, kind)), "failed")

@@ -29,8 +29,10 @@ from blogimg.db.jobs import PromptsToEnqueue
 from blogimg.db.posts import PromptSpec
 from blogimg.domain import PromptKind, Size, Status
 from blogimg.errors import NotFoundError
+from blogimg.imaging.process import ImagingOptions
 from blogimg.pipeline.batches import run_batch
 from blogimg.pipeline.cleanup import find_orphans
+from blogimg.pipeline.refocus import refocus_thumbnail
 from blogimg.storage.base import Storage
 
 router = APIRouter(prefix="/api/images", tags=["images"])
@@ -142,6 +144,12 @@ async def edit(image_id: int, body: ImageUpdate, catalog: CatalogDep, runtime: R
         await catalog.update_image(image_id, values) if values else await catalog.image(image_id))
     if item is None:
         raise NotFoundError(f"no image with id {image_id}")
+    if "focal_point" in given and body.focal_point is not None:
+        # The thumbnail is what a focal point is for: crop it again around the new point.
+        options = ImagingOptions.from_settings(runtime.settings)
+        if await refocus_thumbnail(catalog, runtime.storage, options, image_id,
+                                   (body.focal_point.x, body.focal_point.y)):
+            item = await catalog.image(image_id) or item
     return image_out(item, runtime.storage)
 
 
