@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +57,14 @@ class FailedToRetry:
     image_ids: Sequence[int] | None = None
 
 
-Work = PostsToEnqueue | PromptsToEnqueue | FailedToRetry
+@dataclass(frozen=True, slots=True)
+class LostToRemake:
+    """Made images whose stored master is gone for good: image id → the master key found missing."""
+
+    lost: Mapping[int, str]
+
+
+Work = PostsToEnqueue | PromptsToEnqueue | FailedToRetry | LostToRemake
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from blogimg.db.jobs import (
     BatchEnqueued,
     ClaimedJob,
     JobContext,
+    LostToRemake,
     PostsToEnqueue,
     PromptsToEnqueue,
     Work,
@@ -62,6 +63,8 @@ class JobQueue:
         """Make a batch of ``work``; new jobs queued, failed ones re-queued, finished ones kept."""
         if isinstance(work, PromptsToEnqueue):
             return await self._enqueue_request(work)
+        if isinstance(work, LostToRemake):
+            return await self.remake(work.lost)
         batch_id = await self._new_batch()
         if isinstance(work, PostsToEnqueue):
             image_ids, queued, post_ids = await self._enqueue_posts(work.posts, batch_id)

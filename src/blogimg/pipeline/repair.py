@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from blogimg.db.catalog import Catalog, ImageFiles, RemadeFile
-from blogimg.domain import EventKind, ProgressEvent, RunSummary, Status
+from blogimg.db.jobs import LostToRemake
+from blogimg.domain import ProgressEvent, RunSummary, Status
 from blogimg.errors import ImageRejectedError, StorageError
 from blogimg.imaging.process import EncodedFile, ImagingOptions, process_image
+from blogimg.pipeline.batches import run_batch
 from blogimg.pipeline.runtime import Runtime
 from blogimg.storage.base import Storage
 
@@ -121,23 +122,9 @@ async def remake_lost(runtime: Runtime, image_ids: Sequence[int], *,
                       on_event: EventCallback | None = None) -> RunSummary:
     """Queue again the succeeded images among ``image_ids`` whose master is still missing, and make
     them now with an embedded worker (as ``retry`` does). Each one calls a provider again."""
-    started = time.monotonic()
-    emit = on_event or (lambda event: None)
     images = await runtime.database.catalog.image_files(image_ids)
     lost = {image.image_id: image.master_key for image in images
             if image.status == Status.SUCCEEDED and image.master_key
             and not await runtime.storage.exists(image.master_key)}
-    enqueued = await runtime.database.queue.remake(lost)
-    summary = RunSummary(batch_id=enqueued.batch_id, image_ids=enqueued.image_ids, queued=len(enqueued.queued_ids))
-    emit(ProgressEvent(EventKind.QUEUED, total=summary.queued))
-    if enqueued.queued_ids:
-        await runtime.worker(on_event=on_event).run(batch_id=enqueued.batch_id)
-    results = await runtime.database.reporting.batch_results(enqueued.batch_id)
-    summary.succeeded, summary.failed = results.succeeded, results.failed
-    summary.bytes_original, summary.bytes_stored = results.bytes_original, results.bytes_stored
-    summary.failures = list(results.failures)
-    summary.provider_calls = results.ledger.calls
-    summary.cost_usd, summary.unknown_cost_calls = results.ledger.cost_usd, results.ledger.unknown_cost_calls
-    summary.seconds = time.monotonic() - started
-    emit(ProgressEvent(EventKind.FINISHED, total=summary.queued, done=summary.succeeded + summary.failed))
-    return summary
+    return await run_batch(runtime.database, LostToRemake(lost), worker=runtime.worker(on_event=on_event),
+                           on_event=on_event)
