@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -43,10 +45,30 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen:
     )
 
 
+async def observe(database, statement) -> list:
+    """The rows of a read, taken so that a worker stopped mid-transaction cannot block it.
+
+    On SQLite every transaction of the engine starts with BEGIN IMMEDIATE (the write lock), so a
+    SIGSTOPped worker holding that lock would stall the test's own looking for the busy timeout
+    and fail it; a plain connection reads the WAL snapshot without waiting.
+    """
+    if database.engine.dialect.name != "sqlite":
+        async with database.sessions() as session:
+            return list((await session.execute(statement)).all())
+    sql = str(statement.compile(dialect=database.engine.dialect, compile_kwargs={"literal_binds": True}))
+    path = database.engine.url.database
+
+    def read() -> list:
+        with contextlib.closing(sqlite3.connect(path, timeout=30)) as connection:
+            return connection.execute(sql).fetchall()
+
+    return await asyncio.to_thread(read)
+
+
 async def succeeded(database) -> int:
-    async with database.sessions() as session:
-        return await session.scalar(
-            select(func.count()).select_from(GeneratedImage).where(GeneratedImage.status == "succeeded"))
+    [(count,)] = await observe(database, select(func.count()).select_from(GeneratedImage).where(
+        GeneratedImage.status == "succeeded"))
+    return count
 
 
 async def wait_until(database, count: int, workers: list[subprocess.Popen], timeout: float = 240) -> None:
@@ -59,10 +81,8 @@ async def wait_until(database, count: int, workers: list[subprocess.Popen], time
 
 
 async def held_leases(database, worker: subprocess.Popen) -> dict[int, str]:
-    async with database.sessions() as session:
-        return dict((await session.execute(
-            select(GeneratedImage.id, GeneratedImage.lease_token).where(
-                GeneratedImage.status == "running", GeneratedImage.lease_owner.like(f"%:{worker.pid}")))).all())
+    return dict(await observe(database, select(GeneratedImage.id, GeneratedImage.lease_token).where(
+        GeneratedImage.status == "running", GeneratedImage.lease_owner.like(f"%:{worker.pid}"))))
 
 
 async def stop_until_taken_over(database, worker: subprocess.Popen, tries: int = 5) -> None:
@@ -81,10 +101,8 @@ async def stop_until_taken_over(database, worker: subprocess.Popen, tries: int =
         held = await held_leases(database, worker)
         deadline = time.monotonic() + LEASE_SECONDS * 4
         while held and time.monotonic() < deadline:
-            async with database.sessions() as session:
-                tokens = dict((await session.execute(
-                    select(GeneratedImage.id, GeneratedImage.lease_token)
-                    .where(GeneratedImage.id.in_(held)))).all())
+            tokens = dict(await observe(database, select(GeneratedImage.id, GeneratedImage.lease_token)
+                                        .where(GeneratedImage.id.in_(list(held)))))
             if any(tokens[image_id] != token for image_id, token in held.items()):
                 return  # another worker holds (or has finished) a job the stopped one still thinks is its own
             await asyncio.sleep(0.1)
