@@ -197,3 +197,32 @@ async def scanned(catalog: Catalog, phrase: str) -> list[int]:
 async def uses_index(catalog: Catalog, phrase: str) -> bool:
     async with catalog.sessions() as session:
         return await catalog.text_index.condition(session, phrase, f"%{phrase}%") is not None
+
+
+# --- fakes of time and of the SDKs' endpoints ---------------------------------------------------
+
+class RecordingSleep:
+    """An injected sleep that returns at once and remembers every wait it was asked for."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+def point_openai_at(monkeypatch: pytest.MonkeyPatch, base_url: str) -> None:
+    """The OpenAI SDK's own variables, aimed at a loopback fake."""
+    from tests.fakes import openai_api
+
+    monkeypatch.setenv("OPENAI_API_KEY", openai_api.API_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", base_url)
+
+
+def point_gemini_at(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """The Google GenAI SDK's own variables, aimed at a loopback fake (Imagen runs in Vertex mode)."""
+    from tests.fakes import google_api
+
+    monkeypatch.setenv("GEMINI_API_KEY", google_api.API_KEY)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", url)
+    monkeypatch.setenv("GOOGLE_VERTEX_BASE_URL", url)

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 from blogimg.config import Settings
-from tests.fakes import google_api, openai_api
 from tests.fakes.google_api import FakeGemini
 from tests.fakes.openai_api import FakeOpenAI
+from tests.support import point_gemini_at, point_openai_at
 
 
 @pytest.fixture
@@ -22,15 +22,12 @@ def provider_settings(settings: Settings) -> Settings:
 @pytest.fixture
 def fake_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
     with FakeOpenAI() as fake:
-        monkeypatch.setenv("OPENAI_API_KEY", openai_api.API_KEY)
-        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+        point_openai_at(monkeypatch, fake.base_url)
         yield fake
 
 
 @pytest.fixture
 def fake_gemini(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGemini]:
     with FakeGemini() as fake:
-        monkeypatch.setenv("GEMINI_API_KEY", google_api.API_KEY)
-        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake.url)
-        monkeypatch.setenv("GOOGLE_VERTEX_BASE_URL", fake.url)  # Imagen runs in Vertex mode
+        point_gemini_at(monkeypatch, fake.url)
         yield fake

@@ -22,11 +22,12 @@ from blogimg.providers.openai import OpenAIProvider
 from blogimg.providers.pricing import TokenUsage, default_prices
 from blogimg.providers.registry import CAPTIONER_ENTRY_POINT_GROUP, CaptionerRegistry
 from blogimg.providers.vision import GeminiCaptioner, OpenAICaptioner
-from tests.fakes import google_api, openai_api
+from tests.fakes import openai_api
 from tests.fakes.google_api import FakeGemini
 from tests.fakes.images import png_for
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.server import Received, Reply
+from tests.support import RecordingSleep, point_gemini_at, point_openai_at
 
 REQUEST = CaptionRequest(image=png_for("a lighthouse"), mime_type="image/png", title="Lighthouses",
                          summary="Towers of the coast", language="fr", max_chars=80)
@@ -103,27 +104,17 @@ class RecordingLedger:
         self.closed[handle] = record
 
 
-class RecordingSleep:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
 @pytest.fixture
 def vision_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[VisionOpenAI]:
     with VisionOpenAI() as fake:
-        monkeypatch.setenv("OPENAI_API_KEY", openai_api.API_KEY)
-        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+        point_openai_at(monkeypatch, fake.base_url)
         yield fake
 
 
 @pytest.fixture
 def vision_gemini(monkeypatch: pytest.MonkeyPatch) -> Iterator[VisionGemini]:
     with VisionGemini() as fake:
-        monkeypatch.setenv("GEMINI_API_KEY", google_api.API_KEY)
-        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake.url)
+        point_gemini_at(monkeypatch, fake.url)
         yield fake
 
 

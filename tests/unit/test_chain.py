@@ -19,17 +19,10 @@ from blogimg.pipeline.chain import (
 )
 from blogimg.providers.base import Caption, CaptionRequest, ProviderInfo
 from blogimg.testing import FakeProvider
+from tests.support import RecordingSleep
 
 T, OK, R, Q, I, E = Outcome.TRANSIENT, Outcome.OK, Outcome.REFUSED, Outcome.QUOTA, Outcome.INVALID, Outcome.EMPTY  # noqa: E741 (short names keep scripts readable)
 REQUEST = ImageRequest(prompt="a lighthouse", size=Size(256, 256))
-
-
-class RecordingSleep:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
 
 
 def chain(*providers: FakeProvider, retries: int = 2, **options) -> tuple[ProviderChain, RecordingSleep]:
