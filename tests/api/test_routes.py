@@ -82,7 +82,8 @@ def test_errors_have_one_shape(client: TestClient) -> None:
 
 @pytest.mark.parametrize(("method", "path"), [
     ("POST", "/api/images/generate"), ("PUT", "/api/images/1"), ("DELETE", "/api/images/1"),
-    ("POST", "/api/images/1/retry"), ("POST", "/api/images/cleanup"), ("POST", "/api/posts"),
+    ("POST", "/api/images/1/retry"), ("POST", "/api/images/1/repair"), ("POST", "/api/images/cleanup"),
+    ("POST", "/api/posts"),
 ])
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong-key", "Basic dGVzdA==", "Bearer "])
 def test_every_mutating_route_needs_a_key(client: TestClient, method: str, path: str, authorization: str | None) -> None:
@@ -98,6 +99,7 @@ def test_every_mutating_route_in_the_schema_is_covered(client: TestClient) -> No
                 for method in item if method in {"post", "put", "delete", "patch"}}
     covered = {("POST", "/api/images/generate"), ("PUT", "/api/images/{image_id}"),
                ("DELETE", "/api/images/{image_id}"), ("POST", "/api/images/{image_id}/retry"),
+               ("POST", "/api/images/{image_id}/repair"),
                ("POST", "/api/images/cleanup"), ("POST", "/api/posts")}
     assert mutating == covered
 

@@ -104,6 +104,9 @@ class ImageOut(BaseModel):
     error_message: str | None
     created_at: datetime
     updated_at: datetime
+    missing_files: list[str] | None = Field(
+        default=None, description="Storage keys this image's rows name that storage no longer holds; checked "
+                                  "when one image is read (null in lists). POST .../repair makes them again.")
 
 
 class ImageList(BaseModel):
@@ -143,6 +146,18 @@ class CleanupOut(BaseModel):
     files_without_rows: list[str]
     rows_missing_files: list[int]
     deleted: list[str]
+    repairable: list[int] = Field(description="Succeeded images with missing files whose master is stored")
+    masters_missing: list[int] = Field(description="Succeeded images whose master is gone: only a provider "
+                                                   "can make them again (remake=true)")
+    repaired: list[int] = Field(description="Images whose missing files were made again from the master")
+    remade_batch_id: int | None = Field(description="The batch that queued lost images for a provider")
+
+
+class RepairOut(BaseModel):
+    image: ImageOut
+    missing_files: list[str] = Field(description="The keys that were missing before the repair")
+    repaired_files: list[str] = Field(description="The keys written again from the stored master")
+    remade_batch_id: int | None = Field(description="Set when the image was queued for a provider again")
 
 
 class PostIn(Strict):

@@ -122,9 +122,52 @@ async def remake_lost(runtime: Runtime, image_ids: Sequence[int], *,
                       on_event: EventCallback | None = None) -> RunSummary:
     """Queue again the succeeded images among ``image_ids`` whose master is still missing, and make
     them now with an embedded worker (as ``retry`` does). Each one calls a provider again."""
+    return await run_batch(runtime.database, LostToRemake(await _lost_masters(runtime, image_ids)),
+                           worker=runtime.worker(on_event=on_event), on_event=on_event)
+
+
+async def _lost_masters(runtime: Runtime, image_ids: Sequence[int]) -> dict[int, str]:
+    """Image id → master key, for the succeeded images among these whose master storage lacks."""
     images = await runtime.database.catalog.image_files(image_ids)
-    lost = {image.image_id: image.master_key for image in images
+    return {image.image_id: image.master_key for image in images
             if image.status == Status.SUCCEEDED and image.master_key
             and not await runtime.storage.exists(image.master_key)}
-    return await run_batch(runtime.database, LostToRemake(lost), worker=runtime.worker(on_event=on_event),
-                           on_event=on_event)
+
+
+async def missing_files(storage: Storage, image: ImageFiles) -> list[str]:
+    """The keys one image's rows name that storage does not hold (one existence check per file)."""
+    keys = sorted(image.keys())
+    found = await asyncio.gather(*(storage.exists(key) for key in keys))
+    return [key for key, present in zip(keys, found, strict=True) if not present]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRepair:
+    """What ``repair_image`` found and did for one image."""
+
+    missing: list[str]  #: the keys that were missing when it looked
+    report: RepairReport | None  #: the repair from the master, when there was one to make
+    remade: RunSummary | None  #: the batch that queued it for a provider, when its master was gone
+
+
+async def repair_image(runtime: Runtime, image: ImageFiles, imaging: ImagingOptions, *,
+                       remake: bool) -> ImageRepair:
+    """Make one succeeded image whole again: its missing files from its master when that is stored
+    (free), else — only when ``remake`` — queue it for a provider (the serving worker makes it)."""
+    missing = await missing_files(runtime.storage, image)
+    if not missing:
+        return ImageRepair(missing, None, None)
+    stored = image.keys() - set(missing)
+    if not master_lost(image, stored):
+        report = await repair_from_masters(runtime.database.catalog, runtime.storage, [image], stored, imaging)
+        if image.image_id not in report.masters_missing:  # the master may prove damaged when read
+            return ImageRepair(missing, report, None)
+    if not remake or image.master_key is None:
+        return ImageRepair(missing, None, None)
+    return ImageRepair(missing, None, await remake_queued(runtime, [image.image_id]))
+
+
+async def remake_queued(runtime: Runtime, image_ids: Sequence[int]) -> RunSummary:
+    """Queue the succeeded images among ``image_ids`` whose master is still missing, for whichever
+    worker serves the queue (the API's own, or ``blogimg worker``); nothing is made here."""
+    return await run_batch(runtime.database, LostToRemake(await _lost_masters(runtime, image_ids)))

@@ -21,6 +21,7 @@ from blogimg.api.schemas import (
     ImageList,
     ImageOut,
     ImageUpdate,
+    RepairOut,
     StatsOut,
     StatsRow,
 )
@@ -33,6 +34,7 @@ from blogimg.imaging.process import ImagingOptions
 from blogimg.pipeline.batches import run_batch
 from blogimg.pipeline.cleanup import find_orphans
 from blogimg.pipeline.refocus import refocus_thumbnail
+from blogimg.pipeline.repair import missing_files, remake_queued, repair_image
 from blogimg.storage.base import Storage
 
 router = APIRouter(prefix="/api/images", tags=["images"])
@@ -92,10 +94,19 @@ async def cleanup(
     runtime: RuntimeDep, catalog: CatalogDep,
     apply: bool = False,
     grace_seconds: Annotated[float, Query(ge=0, le=10 * 365 * 86400)] = 3600.0,
+    repair: Annotated[bool, Query(description="Make missing files again from stored masters")] = False,
+    remake: Annotated[bool, Query(description="Queue images whose master is gone for a provider (costs "
+                                              "money; implies repair)")] = False,
 ) -> CleanupOut:
     """Orphans both ways. A dry run unless ``apply``; then only files older than the grace period go."""
-    report = await find_orphans(catalog, runtime.storage, apply=apply, grace_seconds=grace_seconds)
-    return CleanupOut(**dataclasses.asdict(report))
+    report = await find_orphans(catalog, runtime.storage, apply=apply, grace_seconds=grace_seconds,
+                                repair=repair or remake, imaging=ImagingOptions.from_settings(runtime.settings))
+    remade = await remake_queued(runtime, report.masters_missing) if remake and report.masters_missing else None
+    return CleanupOut(applied=report.applied, grace_seconds=report.grace_seconds,
+                      files_without_rows=report.files_without_rows, rows_missing_files=report.rows_missing_files,
+                      deleted=report.deleted, repairable=report.repairable, masters_missing=report.masters_missing,
+                      repaired=report.repair.repaired if report.repair else [],
+                      remade_batch_id=remade.batch_id if remade else None)
 
 
 @router.get("/blog/{post_id}", response_model=ImageList, responses=errors(404, 422))
@@ -123,7 +134,38 @@ async def read(image_id: int, catalog: CatalogDep, runtime: RuntimeDep) -> Image
     item = None if _too_big(image_id) else await catalog.image(image_id)
     if item is None:
         raise NotFoundError(f"no image with id {image_id}")
-    return image_out(item, runtime.storage)
+    out = image_out(item, runtime.storage)
+    if item.image.status == Status.SUCCEEDED:  # a file deleted behind blogimg's back shows here
+        out.missing_files = [key for files in await catalog.image_files([image_id])
+                             for key in await missing_files(runtime.storage, files)]
+    return out
+
+
+@router.post("/{image_id}/repair", response_model=RepairOut, dependencies=[Authorized],
+             responses=errors(401, 404, 409, 422))
+async def repair(image_id: int, catalog: CatalogDep, runtime: RuntimeDep,
+                 remake: Annotated[bool, Query(description="When the master is gone too, queue the image for "
+                                                           "a provider (costs money)")] = False) -> RepairOut:
+    """Make a succeeded image's missing files again: from its stored master (free), or — with
+    ``remake`` — by queueing it for a provider when the master is gone too."""
+    files = [] if _too_big(image_id) else await catalog.image_files([image_id])
+    if not files:
+        raise NotFoundError(f"no image with id {image_id}")
+    if files[0].status != Status.SUCCEEDED:
+        raise ApiError(409, "conflict", f"image {image_id} is {files[0].status}; only succeeded images have files")
+    done = await repair_image(runtime, files[0], ImagingOptions.from_settings(runtime.settings), remake=remake)
+    not_repaired = done.report.not_repaired.get(image_id) if done.report else None
+    if not_repaired:
+        raise ApiError(409, "conflict", f"image {image_id} could not be repaired: {not_repaired}")
+    if done.missing and done.report is None and done.remade is None:
+        raise ApiError(409, "conflict", f"image {image_id} lost its master too; only a provider can make it "
+                                        "again: POST again with remake=true (costs money)")
+    item = await catalog.image(image_id)
+    if item is None:  # deleted in between
+        raise NotFoundError(f"no image with id {image_id}")
+    return RepairOut(image=image_out(item, runtime.storage), missing_files=done.missing,
+                     repaired_files=done.report.files if done.report else [],
+                     remade_batch_id=done.remade.batch_id if done.remade else None)
 
 
 @router.put("/{image_id}", response_model=ImageOut, dependencies=[Authorized], responses=errors(401, 404, 413, 422))
