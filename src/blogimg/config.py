@@ -90,6 +90,16 @@ class Settings(BaseSettings):
     breaker_threshold: int = Field(
         5, ge=0, description="Consecutive failures that open a provider's circuit; 0 disables it.")
     breaker_cooldown: float = Field(30.0, ge=0, description="Seconds an open circuit waits before one probe.")
+    # HTTP 429 means "slow down", not "broken" (pipeline/pacing.py, pipeline/retries.py): its own allowance.
+    rate_limit_retries: int = Field(
+        6, ge=0, le=50, description="Retries per provider after a 429, counted apart from retry_attempts.")
+    rate_limit_delay: float = Field(
+        5.0, ge=0, le=300, description="Base of the exponential backoff after a 429 without Retry-After, seconds.")
+    rate_limit_max_delay: float = Field(
+        120.0, ge=0, description="Longest wait for one 429 (backoff cap, longest Retry-After honoured), seconds.")
+    rate_limit_recovery: int = Field(
+        10, ge=1, le=1000,
+        description="After 429s, each success gives back this fraction (1/N) of a provider's request rate.")
 
     # Providers (their SDKs read their own key and base-URL variables).
     # The newest model of each whose price per image is known, so a budget can admit its calls.
@@ -111,6 +121,19 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Origins whose browser pages may call the API, e.g. 'https://blog.example.com'; '*' any; none = no CORS.")
+    post_read_timeout: float = Field(
+        10.0, gt=0, le=600, description="Longest POST /api/posts may spend reading one post's markdown; then 422.")
+
+    # The API server (blogimg serve): what slow or idle clients may hold (api/server.py).
+    server_header_timeout: float = Field(
+        10.0, gt=0, le=3600,
+        description="Seconds a client has to send a request's headers, from connecting or its first byte; then 408.")
+    server_body_timeout: float = Field(
+        30.0, gt=0, le=3600, description="Seconds a client may pause while sending a request body; then closed.")
+    server_keep_alive_timeout: int = Field(
+        5, ge=1, le=3600, description="Seconds an idle connection stays open between requests.")
+    server_max_connections: int = Field(
+        1000, ge=1, le=1_000_000, description="Open connections at most; the next one is answered 503 and closed.")
 
     # Prompt extraction.
     cover_size: str = Field("1536x1024", description="Size of cover images.")
@@ -120,7 +143,16 @@ class Settings(BaseSettings):
 
     # Imaging.
     max_pixels: int = Field(50_000_000, ge=1, description="Largest image decoded, in pixels.")
+    max_aspect_ratio: float = Field(
+        8.0, ge=1.0, le=16_383.0,
+        description="Most elongated image decoded, longest side over shortest (21:9 is 2.33).")
+    max_icc_profile_bytes: int = Field(
+        4096, ge=0,
+        description="Largest sRGB ICC profile copied into the files; other profiles are applied, then dropped.")
     variant_widths: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [480, 768, 1024, 1536])
+    max_variant_pixels: int = Field(
+        4096 * 4096, ge=1,
+        description="Largest variant, in pixels; a bigger original's widest variant is scaled to it (the master is not).")
     variant_formats: Annotated[list[VariantFormat], NoDecode] = Field(
         default_factory=_default_variant_formats
     )
@@ -132,6 +164,9 @@ class Settings(BaseSettings):
     imaging_threads: int = Field(
         0, ge=0, le=64,
         description="Files of one image encoded at once; 0 means one per core, at most 4.")
+    imaging_encoder_memory_mb: int = Field(
+        768, ge=64,
+        description="Memory all image encoders of the process may hold at once, MB; a larger one runs alone.")
 
     @field_validator("cover_size", "inline_size")
     @classmethod

@@ -13,8 +13,12 @@ The tree::
     ├── BudgetExceededError       a call that would not fit the daily or monthly budget
     ├── ImageRejectedError        provider bytes we refuse to decode (unknown format, too many pixels, corrupt)
     ├── StorageError              a file could not be stored, read or deleted
-    │   └── InvalidKeyError       a storage key that could escape its root or is malformed
-    └── DatabaseError             the catalogue could not be opened or migrated
+    │   ├── InvalidKeyError       a storage key that could escape its root or is malformed
+    │   └── StorageFullError      the storage folder's disk is full (also an OutOfSpaceError)
+    ├── DatabaseError             the catalogue could not be opened, migrated or written
+    │   ├── DatabaseUnavailableError  the connection kept being lost, retries and all
+    │   └── DatabaseFullError     the database's disk is full (also an OutOfSpaceError)
+    └── OutOfSpaceError           a disk is full: the run stops, unfinished images stay queued
 """
 
 from __future__ import annotations
@@ -110,4 +114,24 @@ class InvalidKeyError(StorageError):
 
 
 class DatabaseError(BlogimgError):
-    """The catalogue database could not be opened or migrated."""
+    """The catalogue database could not be opened, migrated or written."""
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """The connection to the database was lost on every try: the server is down or unreachable.
+
+    Losing it once is not an error at all (the work is retried); this says it stayed lost.
+    """
+
+
+class OutOfSpaceError(BlogimgError):
+    """A disk is full. Not the image's fault, and no retry soon can help: a worker stops and
+    gives its jobs back to the queue, so a run after space is freed makes them."""
+
+
+class DatabaseFullError(DatabaseError, OutOfSpaceError):
+    """The disk that holds the database (its file, or the server's data) is full."""
+
+
+class StorageFullError(StorageError, OutOfSpaceError):
+    """The disk under the storage folder is full (or its quota is used up)."""

@@ -3,6 +3,9 @@
 Error bodies follow Google's shape ``{"error": {"code", "message", "status", "details"}}`` with
 ``google.rpc.QuotaFailure`` / ``RetryInfo`` / ``ErrorInfo`` details. A request without the
 expected ``x-goog-api-key`` gets the API's 400 API_KEY_INVALID.
+
+Image requests are numbered from 1 in order of arrival (under the server's lock, so concurrent
+requests never share a number); ``script(prompt, number)`` picks each answer.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ def _error(code: int, status: str, message: str, details: list | None = None) ->
     return Reply(code, {"error": {"code": code, "message": message, "status": status, "details": details or []}})
 
 
-def _quota_details(quota_id: str, retry: str | None) -> list:
+def _quota_details(quota_id: str, retry: str | None, limit: str = "10") -> list:
     details: list = [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
         {"quotaMetric": "generativelanguage.googleapis.com/generate_content_requests",
-         "quotaId": quota_id, "quotaDimensions": {"model": "gemini-2.5-flash-image"}, "quotaValue": "10"}]}]
+         "quotaId": quota_id, "quotaDimensions": {"model": "gemini-2.5-flash-image"}, "quotaValue": limit}]}]
     if retry:
         details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry})
     return details
@@ -49,7 +52,9 @@ class FakeGemini(LoopbackServer):
         generate, predict = _GENERATE.match(path), _PREDICT.search(path)
         if request.method != "POST" or not (generate or predict):
             return _error(404, "NOT_FOUND", f"Requested entity was not found: {path}")
-        self.generations += 1
+        with self._lock:
+            self.generations += 1
+            number = self.generations
         if request.headers.get("x-goog-api-key") != API_KEY:
             return _error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", [
                 {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
@@ -61,7 +66,7 @@ class FakeGemini(LoopbackServer):
             return self._caption(body)
         else:
             prompt = body["contents"][0]["parts"][0]["text"]
-        behaviour = self.script(prompt, self.generations)
+        behaviour = self.script(prompt, number)
         self.behaviours.append(behaviour)
         return self._predict(behaviour, prompt) if predict else self._generate(behaviour, prompt, generate.group(1))
 
@@ -85,6 +90,17 @@ class FakeGemini(LoopbackServer):
                                            _quota_details("GenerateRequestsPerMinutePerProjectPerModel", "0.02s")),
             "daily_quota": lambda: _error(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota.",
                                           _quota_details("GenerateRequestsPerDayPerProjectPerModel-FreeTier", None)),
+            # A per-minute limit without RetryInfo (and no Retry-After header): the client picks the wait.
+            "rate_limited_bare": lambda: _error(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota, "
+                                                "please check your plan and billing details.",
+                                                _quota_details("GenerateRequestsPerMinutePerProjectPerModel", None)),
+            # The plan does not include the model at all: a limit of 0 never clears (the free tier's image models).
+            "no_free_tier": lambda: _error(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota, please check "
+                                           "your plan and billing details.\n* Quota exceeded for metric: "
+                                           "generativelanguage.googleapis.com/generate_content_free_tier_requests, "
+                                           "limit: 0, model: gemini-3-pro-image",
+                                           _quota_details("GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                                                          "31s", limit="0")),
             "server_error": lambda: _error(500, "INTERNAL", "An internal error has occurred."),
             "overloaded": lambda: _error(503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
             "permission": lambda: _error(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers."),

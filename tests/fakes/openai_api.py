@@ -48,13 +48,15 @@ class FakeOpenAI(LoopbackServer):
             return Reply(200, png_for(prompt), {"Content-Type": "image/png"})
         if request.path != "/v1/images/generations" or request.method != "POST":
             return _error(404, f"Invalid URL ({request.method} {request.path})", "invalid_request_error", None)
-        self.generations += 1
+        with self._lock:
+            self.generations += 1
+            number = self.generations
         if request.headers.get("authorization") != f"Bearer {API_KEY}":
             return _error(401, "Incorrect API key provided: sk-****. You can find your API key at "
                           "https://platform.openai.com/account/api-keys.", "invalid_request_error", "invalid_api_key")
         body = request.json()
         prompt = body.get("prompt", "")
-        behaviour = self.script(prompt, self.generations)
+        behaviour = self.script(prompt, number)
         self.behaviours.append(behaviour)
         return self._reply(behaviour, prompt, body)
 
@@ -71,6 +73,12 @@ class FakeOpenAI(LoopbackServer):
             "rate_limited": lambda: _error(429, "Rate limit reached for gpt-image in organization org-x on "
                                            "images per minute (IPM): Limit 5, Used 5, Requested 1.",
                                            "requests", "rate_limit_exceeded", {"retry-after-ms": "20", "retry-after": "1"}),
+            "rate_limited_bare": lambda: _error(429, "Rate limit reached for gpt-image in organization org-x on "
+                                                "images per minute (IPM): Limit 5, Used 5, Requested 1.",
+                                                "requests", "rate_limit_exceeded"),
+            # Out of credit, said only by the error's type (code null): waiting cannot cure it.
+            "quota_by_type": lambda: _error(429, "You exceeded your current quota, please check your plan and "
+                                            "billing details.", "insufficient_quota", None),
             "server_error": lambda: _error(500, "The server had an error while processing your request. "
                                            "Sorry about that!", "server_error", None),
             "overloaded": lambda: _error(503, "The engine is currently overloaded, please try again later",

@@ -33,6 +33,8 @@ def set_debug(enabled: bool) -> None:
     _debug["enabled"] = enabled
     logging.basicConfig(level=logging.DEBUG if enabled else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # aiosqlite logs every statement with its values at DEBUG: posts' markdown, prompts.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -81,8 +83,11 @@ def guarded(work: Callable[[], None]) -> None:
     except Exception as error:
         if _debug["enabled"]:
             raise
+        from blogimg.db.failures import describe  # here, so that --help never imports SQLAlchemy
+
         # main() accepts --debug anywhere on the command line, so the hint holds for every command.
-        print_error(f"unexpected {type(error).__name__}: {error} (run again with --debug for the traceback)")
+        # describe(): a SQL error's own message would carry the statement (and a post with it).
+        print_error(f"unexpected {describe(error)} (run again with --debug for the traceback)")
         raise typer.Exit(code=1) from None
 
 

@@ -119,7 +119,10 @@ def serve(
     worker: Annotated[bool, typer.Option(help="Run an embedded worker that drains the queue.")] = True,
     insecure: Annotated[bool, typer.Option(help="Allow a non-loopback address without API keys.")] = False,
 ) -> None:
-    """The REST API (and, by default, a worker) on HOST:PORT; OpenAPI at /openapi.json."""
+    """The REST API (and, by default, a worker) on HOST:PORT; OpenAPI at /openapi.json.
+
+    Slow clients are cut off and open connections capped (BLOGIMG_SERVER_* settings).
+    """
 
     def work() -> None:
         settings = load_settings()
@@ -128,13 +131,13 @@ def serve(
                 f"refusing to listen on {host} with no API keys: anyone could change things. "
                 "Set BLOGIMG_API_KEYS, listen on 127.0.0.1, or pass --insecure")
         try:
-            import uvicorn
-
             from blogimg.api.app import create_app
+            from blogimg.api.server import ServerLimits, run_server
         except ImportError as error:
             raise BlogimgError(f"serve needs the server extra ({error.name}): pip install 'blogimg[server]'") from None
         console.log(f"blogimg API on http://{host}:{port} (docs at /docs){' with a worker' if worker else ''}")
-        uvicorn.run(create_app(settings, run_worker=worker), host=host, port=port, log_level="info")
+        run_server(create_app(settings, run_worker=worker), host=host, port=port,
+                   limits=ServerLimits.from_settings(settings))
 
     guarded(work)
 

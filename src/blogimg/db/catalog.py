@@ -61,13 +61,27 @@ def encode_cursor(created_at: datetime, image_id: int) -> str:
     return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{image_id}".encode()).decode().rstrip("=")
 
 
+#: The largest id a row can have: ids are INTEGER columns, 32-bit on PostgreSQL. A larger number
+#: names nothing, and sent to the database it fails (OverflowError on SQLite past 2**63, "out of
+#: range" on PostgreSQL), so it is refused as input instead.
+LARGEST_ID = 2**31 - 1
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (created_at, id) a page ended at; InputError for anything :func:`encode_cursor` never makes."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, _, image_id = raw.partition("|")
-        return datetime.fromisoformat(stamp), int(image_id)
+        stamp, _, row_id = raw.partition("|")
+        moment = datetime.fromisoformat(stamp)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InputError("cursor is not one this API issued") from None
+    # Plain digits only (int() would take "+7", " 7" and "1_0"), and within the ids rows have:
+    # the cursor is the client's to send back, so it is checked like any other input.
+    if not (row_id.isascii() and row_id.isdigit() and len(row_id) <= 10 and 1 <= int(row_id) <= LARGEST_ID):
+        raise InputError(f"cursor is not one this API issued (its id must be 1 to {LARGEST_ID})")
+    if moment.tzinfo is not None:  # the catalogue's times, and so its cursors, are naive UTC
+        raise InputError("cursor is not one this API issued (its time has a UTC offset)")
+    return moment, int(row_id)
 
 
 def _escape_like(text: str) -> str:

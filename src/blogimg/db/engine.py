@@ -1,4 +1,8 @@
-"""Opening the catalogue: the engine, SQLite's settings, and migrations on first use."""
+"""Opening the catalogue: the engine, SQLite's settings, and migrations on first use.
+
+Every engine hides SQL parameters from its errors and logs (they hold posts' markdown and
+prompts), and says in one line which disk is full when the database's is.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Connection, ExceptionContext, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -20,10 +24,15 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from blogimg.errors import ConfigurationError, DatabaseError
+from blogimg.db.failures import retrying
+from blogimg.errors import ConfigurationError, DatabaseError, DatabaseFullError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SUPPORTED_URLS = "sqlite+aiosqlite:///path/to/blogimg.db or postgresql+psycopg://user@host/database"
+#: The PostgreSQL advisory lock that migrations hold ("blogmigr"); the budget's lock is another.
+MIGRATION_LOCK_KEY = 0x626C6F676D696772
+_SQLITE_FULL = 13  #: SQLite's primary result code for "database or disk is full"
+_POSTGRES_DISK_FULL = "53100"
 
 
 def create_engine(database_url: str) -> AsyncEngine:
@@ -38,7 +47,9 @@ def create_engine(database_url: str) -> AsyncEngine:
         raise ConfigurationError("SQLite URLs must use the async driver: sqlite+aiosqlite:///path")
     if url.database and url.database != ":memory:":
         _ensure_directory(Path(url.database).parent)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+    _report_full_disk(engine, f"the disk holding the database {Path(url.database or '').resolve()}"
+                      if url.database and url.database != ":memory:" else "the disk (in-memory database)")
 
     @event.listens_for(engine.sync_engine, "connect")
     def _configure(connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -82,11 +93,33 @@ def _postgres_engine(url: URL) -> AsyncEngine:
         raise ConfigurationError("PostgreSQL URLs must use the psycopg driver: postgresql+psycopg://user@host/database "
                                  "(with pip install 'blogimg[postgres]')")
     try:
-        return create_async_engine(url, pool_pre_ping=True)
+        # pre-ping: a pooled connection the server ended while it sat idle is replaced at checkout
+        # instead of failing the first statement given to it.
+        engine = create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
     except ImportError as error:  # SQLAlchemy imports the driver only now
         raise ConfigurationError(
             f"PostgreSQL needs the postgres extra ({error.name or 'psycopg'} is not installed): "
             "pip install 'blogimg[postgres]'") from None
+    _report_full_disk(engine, f"the disk of the PostgreSQL server at {url.host or 'localhost'}:{url.port or 5432} "
+                              f"(database {url.database})")
+    return engine
+
+
+def _report_full_disk(engine: AsyncEngine, where: str) -> None:
+    """Turn the driver's "disk full" into one line that says which disk, wherever it is raised."""
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _translate(context: ExceptionContext) -> None:
+        original = context.original_exception
+        code = getattr(original, "sqlite_errorcode", None)
+        full = (code is not None and code & 0xFF == _SQLITE_FULL) \
+            or "database or disk is full" in str(original) \
+            or getattr(original, "sqlstate", None) == _POSTGRES_DISK_FULL
+        if full:
+            first_line = (str(original).strip().splitlines() or [type(original).__name__])[0]
+            # Raised from here, it replaces SQLAlchemy's error, which would carry the statement.
+            raise DatabaseFullError(f"{where} is full ({first_line}); free some space and run again: "
+                                    "images not made yet stay queued") from original
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -100,21 +133,41 @@ async def migrate(engine: AsyncEngine) -> None:
     table can only be altered by copying it, and dropping the old copy of a parent table would
     otherwise cascade into its children. The keys are checked before the change commits.
     """
-    sqlite = engine.dialect.name == "sqlite"
     try:
-        async with engine.connect() as connection:
-            if sqlite:
-                await _sqlite_foreign_keys(connection, enabled=False)
-            try:
-                async with connection.begin():
-                    await connection.run_sync(_upgrade)
-                    if sqlite and (await connection.exec_driver_sql("PRAGMA foreign_key_check")).first():
-                        raise DatabaseError("a migration left rows whose parent is missing; nothing was changed")
-            finally:
-                if sqlite:
-                    await _sqlite_foreign_keys(connection, enabled=True)
+        # One transaction under one lock: on a connection lost half-way, nothing happened, and a
+        # repeat that finds the schema current (the first try committed unseen) does nothing.
+        await retrying(lambda _attempt: _migrate_once(engine))
     except OperationalError as error:
-        raise DatabaseError(f"cannot open the database: {error.orig}") from None
+        first_line = (str(error.orig).strip().splitlines() or [type(error.orig).__name__])[0]
+        raise DatabaseError(f"cannot open the database: {first_line}") from None
+
+
+async def _migrate_once(engine: AsyncEngine) -> None:
+    sqlite = engine.dialect.name == "sqlite"
+    async with engine.connect() as connection:
+        if sqlite:
+            await _sqlite_foreign_keys(connection, enabled=False)
+        try:
+            async with connection.begin():
+                await lock_migrations(connection)
+                await connection.run_sync(_upgrade)
+                if sqlite and (await connection.exec_driver_sql("PRAGMA foreign_key_check")).first():
+                    raise DatabaseError("a migration left rows whose parent is missing; nothing was changed")
+        finally:
+            if sqlite:
+                await _sqlite_foreign_keys(connection, enabled=True)
+
+
+async def lock_migrations(connection: AsyncConnection) -> None:
+    """Make concurrent migrations of one database wait for each other, in this transaction.
+
+    Eight commands started at once on a fresh database would otherwise all find it empty and
+    all create the schema: all but one then fail on ``alembic_version``. The lock is held until
+    the transaction ends, and a waiter then finds the schema current. SQLite needs nothing more:
+    every transaction there begins IMMEDIATE, so the migration already holds the write lock.
+    """
+    if connection.dialect.name == "postgresql":
+        await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
 
 
 async def _sqlite_foreign_keys(connection: AsyncConnection, *, enabled: bool) -> None:

@@ -18,6 +18,7 @@ from typing import Protocol
 from sqlalchemy import ColumnElement, case, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from blogimg.db.failures import reconnecting, retrying
 from blogimg.db.tables import GeneratedImage, GenerationAttempt, utcnow
 from blogimg.domain import AttemptRecord, Outcome
 
@@ -86,21 +87,34 @@ class Ledger:
 
         With a budget, the check runs in the same serialized transaction, so the row is the
         reservation: BudgetExceededError leaves nothing behind, and no call may be made.
+        A lost connection is retried; a repeat first looks for the row its first try may have
+        committed unseen, so one call never reserves its estimate twice.
         """
-        async with self.sessions.begin() as session:
-            if budget is not None and budget.enabled:
-                if session.get_bind().dialect.name == "postgresql":
-                    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
-                budget.check(estimate, await spending(session, utcnow()))
-            row = GenerationAttempt(
-                image_id=image_id, attempt=number, provider=provider, model=model,
-                outcome=Outcome.PENDING, latency_ms=0, cost_usd=None, estimated_cost_usd=estimate,
-                lease_owner=owner,
-            )
-            session.add(row)
-            await session.flush()
-            return row.id
+        began = utcnow()
 
+        async def reserve(try_number: int) -> int:
+            async with self.sessions.begin() as session:
+                if try_number > 1 and (earlier := await session.scalar(select(GenerationAttempt.id).where(
+                        GenerationAttempt.image_id == image_id, GenerationAttempt.attempt == number,
+                        GenerationAttempt.provider == provider, GenerationAttempt.lease_owner == owner,
+                        GenerationAttempt.outcome == Outcome.PENDING, GenerationAttempt.started_at >= began))):
+                    return earlier
+                if budget is not None and budget.enabled:
+                    if session.get_bind().dialect.name == "postgresql":
+                        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+                    budget.check(estimate, await spending(session, utcnow()))
+                row = GenerationAttempt(
+                    image_id=image_id, attempt=number, provider=provider, model=model,
+                    outcome=Outcome.PENDING, latency_ms=0, cost_usd=None, estimated_cost_usd=estimate,
+                    lease_owner=owner,
+                )
+                session.add(row)
+                await session.flush()
+                return row.id
+
+        return await retrying(reserve)
+
+    @reconnecting  # setting the same values twice is harmless
     async def close_attempt(self, attempt_id: int, record: AttemptRecord) -> None:
         """Record how the call ended and what it cost (NULL when the price is unknown)."""
         async with self.sessions.begin() as session:

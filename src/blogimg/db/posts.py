@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
 from blogimg.db.catalog import decode_cursor, encode_cursor
+from blogimg.db.failures import retrying_conflicts
 from blogimg.db.tables import BlogPost, GeneratedImage, ImagePromptRow
 from blogimg.domain import ExtractedPost, PromptKind, Size, Status, fingerprint
 from blogimg.errors import NotFoundError
@@ -119,6 +120,7 @@ class Posts:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 
+    @retrying_conflicts  # two clients saving one post at once: the loser finds the winner's rows
     async def save(self, post: ExtractedPost) -> SavedPost:
         async with self.sessions.begin() as session:
             row, prompts = await save_post(session, post)

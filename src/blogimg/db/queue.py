@@ -11,21 +11,26 @@ Every change of status goes through :meth:`JobQueue._changed` in the transaction
 that is where its event row is written (and where later side effects of a change, such as
 rollups or a webhook outbox, belong), so a reader never sees a report of a change that did not
 commit, nor a change without its report.
+
+A lost connection is retried (``db/failures.py``): every method here is a unit that may run
+again, and the few whose first try may have committed unseen (a claim, a completion, a failure)
+look for their own earlier success before doing anything twice.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, and_, delete, insert, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from blogimg.db import posts
+from blogimg.db.batch_rows import existing_batch, name_images, new_batch
+from blogimg.db.failures import reconnecting, retrying, retrying_conflicts
 from blogimg.db.jobs import (
     BatchEnqueued,
     ClaimedJob,
@@ -35,7 +40,7 @@ from blogimg.db.jobs import (
     PromptsToEnqueue,
     Work,
 )
-from blogimg.db.leases import local_prefix, process_alive
+from blogimg.db.leases import NO_LEASE, claimable, ended_as, expire_dead_local, fenced
 from blogimg.db.tables import (
     Batch,
     BlogPost,
@@ -46,7 +51,7 @@ from blogimg.db.tables import (
     utcnow,
 )
 from blogimg.domain import ExtractedPost, FinishedImage, Status
-from blogimg.errors import ConflictError, JobGoneError
+from blogimg.errors import JobGoneError
 
 ChangedRows = Sequence[tuple[int, int | None]]  #: (image id, batch id) of each job that changed
 
@@ -65,22 +70,14 @@ class JobQueue:
             return await self._enqueue_request(work)
         if isinstance(work, LostToRemake):
             return await self.remake(work.lost)
-        batch_id = await self._new_batch()
+        batch_id = await new_batch(self.sessions)
         if isinstance(work, PostsToEnqueue):
             image_ids, queued, post_ids = await self._enqueue_posts(work.posts, batch_id)
         else:
             image_ids, post_ids = await self._enqueue_failed(work.image_ids, batch_id), []
             queued = image_ids
-        async with self.sessions.begin() as session:
-            await session.execute(update(Batch).where(Batch.id == batch_id).values(image_ids=image_ids))
+        await name_images(self.sessions, batch_id, image_ids)
         return BatchEnqueued(batch_id, tuple(image_ids), tuple(queued), post_ids=tuple(post_ids))
-
-    async def _new_batch(self) -> int:
-        async with self.sessions.begin() as session:
-            batch = Batch()
-            session.add(batch)
-            await session.flush()
-            return batch.id
 
     async def _enqueue_posts(self, items: Sequence[ExtractedPost], batch_id: int) -> tuple[list[int], list[int], list[int]]:
         # One transaction per post: a crash leaves each post either wholly queued or untouched,
@@ -89,24 +86,33 @@ class JobQueue:
         queued: list[int] = []
         post_ids: list[int] = []
         for post in items:
-            async with self.sessions.begin() as session:
-                row, prompts = await posts.save_post(session, post)
-                named, new = await self._jobs(session, batch_id, prompts, 1, None, replace_options=False)
+            post_id, named, new = await self._enqueue_post(post, batch_id)
             image_ids += named
             queued += new
-            post_ids.append(row.id)
+            post_ids.append(post_id)
         return image_ids, queued, post_ids
+
+    @retrying_conflicts  # two runs saving one post at once: the loser finds the winner's rows
+    async def _enqueue_post(self, post: ExtractedPost, batch_id: int) -> tuple[int, list[int], list[int]]:
+        async with self.sessions.begin() as session:
+            row, prompts = await posts.save_post(session, post)
+            named, new = await self._jobs(session, batch_id, prompts, 1, None, replace_options=False)
+            return row.id, named, new
 
     async def _enqueue_request(self, work: PromptsToEnqueue) -> BatchEnqueued:
         # Everything — batch row, new prompts, jobs, events — in one transaction, so a repeated
         # request (same Idempotency-Key) finds the whole batch or none of it. Two concurrent
         # requests with one key race on the batch's unique key: the loser waits for the winner's
-        # commit, then answers with the winner's batch.
+        # commit, then answers with the winner's batch. Requests racing on a new prompt (or the
+        # post that holds API prompts) are tried again, and find the winner's rows.
         key = work.idempotency_key or None  # an empty key is no key (and must not be stored as one)
         if key:
-            existing = await self._existing_batch(key, work.request_hash)
+            existing = await existing_batch(self.sessions, key, work.request_hash)
             if existing:
                 return existing
+        return await retrying(lambda _attempt: self._enqueue_request_once(work, key), conflicts=True)
+
+    async def _enqueue_request_once(self, work: PromptsToEnqueue, key: str | None) -> BatchEnqueued:
         try:
             async with self.sessions.begin() as session:
                 batch = Batch(idempotency_key=key, request_hash=work.request_hash)
@@ -118,19 +124,10 @@ class JobQueue:
                 batch.image_ids = image_ids
                 return BatchEnqueued(batch.id, tuple(image_ids), tuple(queued))
         except IntegrityError:
-            existing = await self._existing_batch(key, work.request_hash) if key else None
+            existing = await existing_batch(self.sessions, key, work.request_hash) if key else None
             if existing is None:
-                raise
+                raise  # not the key: a prompt's race, which retrying() runs again
             return existing
-
-    async def _existing_batch(self, key: str, request_hash: str | None) -> BatchEnqueued | None:
-        async with self.sessions() as session:
-            batch = await session.scalar(select(Batch).where(Batch.idempotency_key == key))
-        if batch is None:
-            return None
-        if batch.request_hash != request_hash:
-            raise ConflictError("this Idempotency-Key was used with a different request body")
-        return BatchEnqueued(batch.id, tuple(batch.image_ids or ()), (), created=False)
 
     async def _jobs(self, session: AsyncSession, batch_id: int, prompts: Sequence[ImagePromptRow],
                     variations: int, options: dict[str, Any] | None, *,
@@ -172,17 +169,23 @@ class JobQueue:
         await self._changed(session, [(image.id, batch_id) for image in changed], Status.QUEUED)
         return [image.id for image in images], [image.id for image in queued]
 
+    @reconnecting
     async def _enqueue_failed(self, image_ids: Sequence[int] | None, batch_id: int) -> list[int]:
         async with self.sessions.begin() as session:
-            chosen = select(GeneratedImage).where(GeneratedImage.status == Status.FAILED).order_by(GeneratedImage.id)
+            # The batch is new, so only a try that committed unseen can have put images in it
+            # already: a repeat finds them there instead of finding no failed images left.
+            chosen = (select(GeneratedImage)
+                      .where(or_(GeneratedImage.status == Status.FAILED, GeneratedImage.batch_id == batch_id))
+                      .order_by(GeneratedImage.id))
             if image_ids is not None:
                 chosen = chosen.where(GeneratedImage.id.in_(list(image_ids)))
             images = list(await session.scalars(chosen))
-            for image in images:
+            failed = [image for image in images if image.status == Status.FAILED]
+            for image in failed:
                 _reset_for_retry(image, image.options)
                 image.batch_id = batch_id
             await session.flush()
-            await self._changed(session, [(image.id, batch_id) for image in images], Status.QUEUED)
+            await self._changed(session, [(image.id, batch_id) for image in failed], Status.QUEUED)
             return [image.id for image in images]
 
     async def requeue(self, image_id: int) -> Status | None:
@@ -205,7 +208,7 @@ class JobQueue:
         still succeeded and still points at that key. Its variant rows and file keys go (the files
         are gone; the worker's completion writes fresh ones), so a worker will call a provider again.
         """
-        batch_id = await self._new_batch()
+        batch_id = await new_batch(self.sessions)
         async with self.sessions.begin() as session:
             changed: list[tuple[int, int | None]] = []
             for image_id, key in sorted(lost.items()):
@@ -223,6 +226,7 @@ class JobQueue:
             await self._changed(session, changed, Status.QUEUED)
         return BatchEnqueued(batch_id, tuple(image_ids), tuple(image_ids))
 
+    @reconnecting
     async def statuses(self, image_ids: Iterable[int]) -> dict[int, Status]:
         """The status of each of these images that exists; a read, which changes nothing."""
         async with self.sessions() as session:
@@ -253,9 +257,13 @@ class JobQueue:
         """Claim up to ``limit`` jobs (oldest first) in one statement; [] when none are ready."""
         if limit <= 0:
             return []
+        token = uuid.uuid4().hex  # the same on every try, so a repeat can find what the first took
+        return await retrying(lambda attempt: self._claim(token, attempt, owner, limit, lease_seconds, batch_id))
+
+    async def _claim(self, token: str, attempt: int, owner: str, limit: int, lease_seconds: float,
+                     batch_id: int | None) -> list[ClaimedJob]:
         now = utcnow()
-        token = uuid.uuid4().hex
-        candidates = select(GeneratedImage.id).where(_claimable(now)).order_by(GeneratedImage.id).limit(limit)
+        candidates = select(GeneratedImage.id).where(claimable(now)).order_by(GeneratedImage.id).limit(limit)
         if batch_id is not None:
             candidates = candidates.where(GeneratedImage.batch_id == batch_id)
         if self.engine.dialect.name == "postgresql":
@@ -270,11 +278,18 @@ class JobQueue:
             .execution_options(synchronize_session=False)
         )
         async with self.engine.begin() as connection:
-            rows = (await connection.execute(statement)).all()
-            await self._changed(connection, [(image_id, batch) for image_id, _, batch in rows], Status.RUNNING)
+            rows: Sequence[Any] = ()
+            if attempt > 1:  # the first try may have committed unseen: then these jobs are ours already
+                rows = (await connection.execute(select(GeneratedImage.id, GeneratedImage.attempts,
+                                                        GeneratedImage.batch_id)
+                                                 .where(GeneratedImage.lease_token == token))).all()
+            if not rows:
+                rows = (await connection.execute(statement)).all()
+                await self._changed(connection, [(image_id, batch) for image_id, _, batch in rows], Status.RUNNING)
         return sorted((ClaimedJob(image_id, token, attempts) for image_id, attempts, _ in rows),
                       key=lambda job: job.image_id)
 
+    @reconnecting
     async def unfinished(self, batch_id: int) -> bool:
         """Whether any job of the batch is still queued or running."""
         async with self.engine.connect() as connection:
@@ -283,6 +298,7 @@ class JobQueue:
                 GeneratedImage.status.in_([Status.QUEUED, Status.RUNNING])).limit(1))
         return left is not None
 
+    @reconnecting
     async def job_context(self, job: ClaimedJob) -> JobContext:
         async with self.sessions() as session:
             image = await session.get(GeneratedImage, job.image_id)
@@ -292,13 +308,14 @@ class JobQueue:
                 raise JobGoneError(f"claimed image {job.image_id} no longer exists")
             return JobContext(job.image_id, prompt, post, dict(image.options or {}), image.variation)
 
+    @reconnecting
     async def heartbeat(self, jobs: Iterable[ClaimedJob], lease_seconds: float) -> set[int]:
         """Extend the leases of ``jobs``; return the ids still held (a lost one is missing)."""
         held: set[int] = set()
         expires = utcnow() + timedelta(seconds=lease_seconds)
         async with self.engine.begin() as connection:
             for job in jobs:
-                result = await connection.execute(_fenced(job).values(lease_expires_at=expires, updated_at=utcnow()))
+                result = await connection.execute(fenced(job).values(lease_expires_at=expires, updated_at=utcnow()))
                 if result.rowcount:
                     held.add(job.image_id)
         return held
@@ -309,14 +326,17 @@ class JobQueue:
         Returns False (and changes nothing) when the lease was lost; the files already stored are
         content-addressed, so the worker that does hold the job will write the very same keys.
         """
+        return await retrying(lambda attempt: self._complete(job, image, attempt))
+
+    async def _complete(self, job: ClaimedJob, image: FinishedImage, attempt: int) -> bool:
         values = {name: getattr(image, name) for name in _FINISHED_COLUMNS}
         async with self.sessions.begin() as session:
             changed = (await session.execute(
-                _fenced(job).values(status=Status.SUCCEEDED, error_code=None, error_message=None,
-                                    **_NO_LEASE, finished_at=utcnow(), **values)
+                fenced(job).values(status=Status.SUCCEEDED, error_code=None, error_message=None,
+                                   **NO_LEASE, finished_at=utcnow(), **values)
                 .returning(GeneratedImage.id, GeneratedImage.batch_id))).all()
             if not changed:
-                return False
+                return attempt > 1 and await ended_as(session, job, Status.SUCCEEDED, storage_key=image.storage_key)
             await self._changed(session, changed, Status.SUCCEEDED)
             session.add_all(ImageVariant(image_id=job.image_id, format=variant.format, width=variant.width,
                                          height=variant.height, bytes=variant.bytes, storage_key=variant.storage_key)
@@ -325,63 +345,56 @@ class JobQueue:
 
     async def fail(self, job: ClaimedJob, code: str, message: str) -> bool:
         """Mark the job failed for good with ``code`` (an outcome class or a pipeline code)."""
-        async with self.engine.begin() as connection:
-            changed = (await connection.execute(
-                _fenced(job).values(status=Status.FAILED, error_code=code, error_message=message[:2000],
-                                    **_NO_LEASE, finished_at=utcnow())
-                .returning(GeneratedImage.id, GeneratedImage.batch_id))).all()
-            await self._changed(connection, changed, Status.FAILED)
-        return bool(changed)
+        return await retrying(lambda attempt: self._fail(job, code, message[:2000], attempt))
 
-    async def release(self, job: ClaimedJob) -> bool:
-        """Give a held job back to the queue untouched (a worker shutting down); fenced like the rest."""
+    async def _fail(self, job: ClaimedJob, code: str, message: str, attempt: int) -> bool:
+        async with self.sessions.begin() as session:
+            changed = (await session.execute(
+                fenced(job).values(status=Status.FAILED, error_code=code, error_message=message,
+                                   **NO_LEASE, finished_at=utcnow())
+                .returning(GeneratedImage.id, GeneratedImage.batch_id))).all()
+            if not changed:
+                return attempt > 1 and await ended_as(session, job, Status.FAILED, error_code=code)
+            await self._changed(session, changed, Status.FAILED)
+        return True
+
+    @reconnecting
+    async def release(self, job: ClaimedJob, *, counts: bool = True) -> bool:
+        """Give a held job back to the queue untouched (a worker shutting down); fenced like the rest.
+
+        ``counts=False`` takes back the claim's attempt: the job is given back for a reason that
+        is not its own (the database connection was lost), so it must not near ``max_attempts``.
+        """
+        uncounted = {} if counts else {"attempts": GeneratedImage.attempts - 1}
         async with self.engine.begin() as connection:
             changed = (await connection.execute(
-                _fenced(job).values(status=Status.QUEUED, **_NO_LEASE, updated_at=utcnow())
+                fenced(job).values(status=Status.QUEUED, **NO_LEASE, **uncounted, updated_at=utcnow())
                 .returning(GeneratedImage.id, GeneratedImage.batch_id))).all()
             await self._changed(connection, changed, Status.QUEUED)
         return bool(changed)
 
     # Housekeeping --------------------------------------------------------------------------
 
+    @reconnecting
     async def fail_exhausted(self, max_attempts: int) -> int:
         """Fail claimable jobs that have already been claimed ``max_attempts`` times (crash loops)."""
         now = utcnow()
         async with self.engine.begin() as connection:
             changed = (await connection.execute(
                 update(GeneratedImage)
-                .where(GeneratedImage.attempts >= max_attempts, _claimable(now))
+                .where(GeneratedImage.attempts >= max_attempts, claimable(now))
                 .values(status=Status.FAILED, error_code="max_attempts",
                         error_message=f"claimed {max_attempts} times without finishing",
-                        **_NO_LEASE, finished_at=now)
+                        **NO_LEASE, finished_at=now)
                 .returning(GeneratedImage.id, GeneratedImage.batch_id)
                 .execution_options(synchronize_session=False))).all()
             await self._changed(connection, changed, Status.FAILED)
         return len(changed)
 
+    @reconnecting
     async def expire_dead_local_leases(self, is_alive: Callable[[int], bool] | None = None) -> int:
-        """Expire leases held by processes on this host that no longer exist.
-
-        A ``generate`` that was killed holds its leases until they time out; the same host can
-        tell for certain the owner is gone, so a re-run need not wait out the lease.
-        """
-        prefix = local_prefix()
-        alive = is_alive or process_alive
-        async with self.engine.connect() as connection:
-            rows = (await connection.execute(
-                select(GeneratedImage.id, GeneratedImage.lease_owner, GeneratedImage.lease_token).where(
-                    GeneratedImage.status == Status.RUNNING, GeneratedImage.lease_owner.like(f"{prefix}:%"))
-            )).all()
-        dead = []
-        for image_id, owner, token in rows:
-            pid = (owner or "").rsplit(":", 1)[-1]
-            if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)) and token:
-                dead.append(ClaimedJob(image_id, token, 0))
-        if dead:
-            async with self.engine.begin() as connection:
-                for job in dead:
-                    await connection.execute(_fenced(job).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
-        return len(dead)
+        """Expire leases held by processes on this host that no longer exist (see leases.py)."""
+        return await expire_dead_local(self.engine, is_alive)
 
     # The one hook for "a job changed state" --------------------------------------------------
 
@@ -395,7 +408,6 @@ class JobQueue:
             ])
 
 
-_NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
 _FINISHED_COLUMNS = tuple(name for name in FinishedImage.__dataclass_fields__ if name != "variants")
 
 
@@ -403,17 +415,3 @@ def _reset_for_retry(image: GeneratedImage, options: dict[str, Any] | None) -> N
     # Asking again is a fresh chance: back to the queue with a clean slate.
     image.status, image.error_code, image.error_message = Status.QUEUED, None, None
     image.attempts, image.options = 0, options
-
-
-def _claimable(now: Any) -> ColumnElement[bool]:
-    return or_(GeneratedImage.status == Status.QUEUED,
-               and_(GeneratedImage.status == Status.RUNNING, GeneratedImage.lease_expires_at < now))
-
-
-def _fenced(job: ClaimedJob) -> Update:
-    return (
-        update(GeneratedImage)
-        .where(GeneratedImage.id == job.image_id, GeneratedImage.lease_token == job.lease_token,
-               GeneratedImage.status == Status.RUNNING)
-        .execution_options(synchronize_session=False)
-    )

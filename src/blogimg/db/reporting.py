@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
+from blogimg.db.failures import reconnecting
 from blogimg.db.ledger import LedgerTotals, batch_totals
 from blogimg.db.tables import Batch, BlogPost, GeneratedImage, GenerationAttempt
 from blogimg.domain import Outcome, Status
@@ -130,6 +131,7 @@ class Reporting:
         image_ids = list(batch.image_ids or [])
         return BatchProgress(batch.id, counts, round(ledger.cost_usd, 6), image_ids)
 
+    @reconnecting  # a read: a run that made every image must not end on a dropped connection
     async def batch_results(self, batch_id: int) -> BatchResults:
         async with self.sessions() as session:
             began = await session.scalar(select(Batch.created_at).where(Batch.id == batch_id))

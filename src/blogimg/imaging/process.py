@@ -1,13 +1,9 @@
 """Untrusted image bytes → optimized master, responsive variants, thumbnail, LQIP, colour.
 
-Provider output is treated as hostile input:
-
-- the format is sniffed from magic bytes and only the JPEG, PNG, WebP and AVIF loaders may run
-  (never libvips' loader guessing, which would also accept SVG, PDF, MATLAB and more);
-- the pixel count is read from the header and checked *before* any pixel is decoded;
-- decoding fails on the first error, so a truncated file is rejected rather than half-grey;
-- every metadata block (EXIF with GPS, XMP, IPTC, comments) is dropped except the ICC profile,
-  which is kept because without it colours shift.
+Provider output is hostile input: decode.py checks its format and shape (limits.py) before
+decoding it to 8-bit sRGB (colour_profile.py). Every metadata block (EXIF with GPS, XMP, IPTC,
+comments) is dropped; an ICC profile survives only if it is a small sRGB one, since every other
+profile has been applied to the pixels already.
 
 Everything here is synchronous CPU work; the worker runs it in a thread.
 """
@@ -16,9 +12,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import cache, cached_property
@@ -27,24 +24,37 @@ from typing import TYPE_CHECKING
 import pyvips
 
 from blogimg.errors import ImageRejectedError
+from blogimg.imaging.colour_profile import DEFAULT_MAX_PROFILE_BYTES
+from blogimg.imaging.decode import decode, decode_reduced, first_line, sniff_format
+from blogimg.imaging.encoder_memory import DEFAULT_BUDGET_BYTES, estimate, shared_budget
+from blogimg.imaging.limits import (
+    DEFAULT_MAX_ASPECT_RATIO,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_VARIANT_PIXELS,
+    ImageLimits,
+)
 
 if TYPE_CHECKING:
     from blogimg.config import Settings
 
+__all__ = ["EncodedFile", "ImagingOptions", "ProcessedImage", "dominant_color", "make_thumbnail",
+           "process_image", "safe_load", "sniff_format", "thumbnail_window"]
+
 _KEEP_ICC = pyvips.ForeignKeep.ICC
-_MAX_SIDE = 16_384
 _CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp",
                   "avif": "image/avif"}
 _EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif"}
-_hardened = False
 
 
 @dataclass(frozen=True, slots=True)
 class ImagingOptions:
     """How images are encoded; built from Settings so tests can vary one thing at a time."""
 
-    max_pixels: int = 50_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO  #: longest side over shortest
+    max_icc_profile_bytes: int = DEFAULT_MAX_PROFILE_BYTES  #: largest sRGB profile kept in files
     variant_widths: tuple[int, ...] = (480, 768, 1024, 1536)
+    max_variant_pixels: int = DEFAULT_MAX_VARIANT_PIXELS  #: the largest variant; the master keeps all
     variant_formats: tuple[str, ...] = ("avif", "webp")
     jpeg_quality: int = 85
     webp_quality: int = 80
@@ -52,13 +62,18 @@ class ImagingOptions:
     avif_effort: int = 4
     thumbnail_size: int = 300
     threads: int = 0  #: files of one image encoded at once; 0: one per core, at most 4
+    encoder_memory_bytes: int = DEFAULT_BUDGET_BYTES  #: held by all encoders at once, process-wide
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ImagingOptions:
         return cls(
             threads=settings.imaging_threads,
+            encoder_memory_bytes=settings.imaging_encoder_memory_mb * 1024 * 1024,
             max_pixels=settings.max_pixels,
+            max_aspect_ratio=settings.max_aspect_ratio,
+            max_icc_profile_bytes=settings.max_icc_profile_bytes,
             variant_widths=tuple(sorted(set(settings.variant_widths))),
+            max_variant_pixels=settings.max_variant_pixels,
             variant_formats=tuple(dict.fromkeys(settings.variant_formats)),
             jpeg_quality=settings.jpeg_quality,
             webp_quality=settings.webp_quality,
@@ -66,6 +81,10 @@ class ImagingOptions:
             avif_effort=settings.avif_effort,
             thumbnail_size=settings.thumbnail_size,
         )
+
+    @property
+    def limits(self) -> ImageLimits:
+        return ImageLimits(max_pixels=self.max_pixels, max_aspect_ratio=self.max_aspect_ratio)
 
 
 @dataclass(frozen=True)
@@ -114,49 +133,10 @@ class ProcessedImage:
         return (self.master, *self.variants, self.thumbnail)
 
 
-def sniff_format(data: bytes) -> str:
-    """Name the format from magic bytes; raise ImageRejectedError for anything not allowlisted."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if len(data) >= 12 and data[4:8] == b"ftyp" and data[8:12] in {b"avif", b"avis"}:
-        return "avif"
-    if not data:
-        raise ImageRejectedError("no image data")
-    raise ImageRejectedError("not a JPEG, PNG, WebP or AVIF image (refusing to decode other formats)")
-
-
-_LOADERS: dict[str, Callable[..., pyvips.Image]] = {
-    "jpeg": pyvips.Image.jpegload_buffer,
-    "png": pyvips.Image.pngload_buffer,
-    "webp": pyvips.Image.webpload_buffer,
-    "avif": pyvips.Image.heifload_buffer,
-}
-
-
-def safe_load(data: bytes, max_pixels: int) -> tuple[pyvips.Image, str]:
-    """Decode ``data`` fully into memory after checking format and size; auto-rotated."""
-    _harden()
-    image_format = sniff_format(data)
-    loader = _LOADERS[image_format]
-    try:
-        header = loader(data, access="sequential")
-        width, height = header.width, header.height
-    except pyvips.Error as error:
-        raise ImageRejectedError(f"corrupt {image_format} header: {_first_line(error)}") from None
-    if width > _MAX_SIDE or height > _MAX_SIDE or width * height > max_pixels:
-        raise ImageRejectedError(
-            f"image is {width}×{height} = {width * height:,} pixels, over the limit of "
-            f"{max_pixels:,} pixels and {_MAX_SIDE} per side"
-        )
-    try:
-        image = loader(data, access="random", fail_on="error").autorot().copy_memory()
-    except pyvips.Error as error:
-        raise ImageRejectedError(f"corrupt or truncated {image_format}: {_first_line(error)}") from None
-    return _to_srgb(image), image_format
+def safe_load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+              max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO) -> tuple[pyvips.Image, str]:
+    """Decode ``data`` into memory as 8-bit sRGB after checking format and shape; auto-rotated."""
+    return decode(data, ImageLimits(max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio))
 
 
 def process_image(data: bytes, options: ImagingOptions = ImagingOptions(),
@@ -167,7 +147,7 @@ def process_image(data: bytes, options: ImagingOptions = ImagingOptions(),
     a box ``(left, top, right, bottom)`` (a provider's ``ProviderImage.focus``) or a point
     ``(x, y)`` (an image's focal point). Without it libvips' attention crop guesses.
     """
-    image, source_format = safe_load(data, options.max_pixels)
+    image, source_format = decode(data, options.limits, options.max_icc_profile_bytes)
     if image.hasalpha() and image[image.bands - 1].min() >= 255:
         image = image.flatten()  # an alpha band that is fully opaque only costs bytes
     has_alpha = image.hasalpha()
@@ -178,7 +158,7 @@ def process_image(data: bytes, options: ImagingOptions = ImagingOptions(),
     # thread finishing alone.
     variant_work = [
         (lambda resized=resized, image_format=image_format: _encode(resized, image_format, options, role="variant"))
-        for resized in reversed(list(_widths(image, options.variant_widths)))
+        for resized in reversed(list(_widths(image, options.variant_widths, options.max_variant_pixels)))
         for image_format in options.variant_formats
     ]
     work = [
@@ -192,7 +172,7 @@ def process_image(data: bytes, options: ImagingOptions = ImagingOptions(),
     try:
         results = _run_all(work, options.threads)
     except pyvips.Error as error:
-        raise ImageRejectedError(f"image could not be encoded: {_first_line(error)}") from None
+        raise ImageRejectedError(f"image could not be encoded: {first_line(error)}") from None
     *variants, master, thumbnail, lqip, colour = results
     variants.sort(key=lambda file: (file.width, options.variant_formats.index(file.format)))
     return ProcessedImage(master=master, variants=tuple(variants), thumbnail=thumbnail, lqip=lqip,
@@ -200,12 +180,15 @@ def process_image(data: bytes, options: ImagingOptions = ImagingOptions(),
 
 
 def make_thumbnail(data: bytes, options: ImagingOptions, focus: Sequence[float] | None) -> EncodedFile:
-    """The thumbnail alone, from a stored master: for a focal point set after the image was made."""
-    image, _ = safe_load(data, options.max_pixels)
+    """The thumbnail alone, from a stored master: for a focal point set after the image was made.
+
+    Only a reduced decode is needed (shrink-on-load), never the master's full size.
+    """
+    image = decode_reduced(data, options.limits, options.thumbnail_size, options.max_icc_profile_bytes)
     try:
         return _encode(_thumbnail(image, options.thumbnail_size, focus), "webp", options, role="thumbnail")
     except pyvips.Error as error:
-        raise ImageRejectedError(f"thumbnail could not be made: {_first_line(error)}") from None
+        raise ImageRejectedError(f"thumbnail could not be made: {first_line(error)}") from None
 
 
 def thumbnail_window(width: int, height: int, focus: Sequence[float]) -> tuple[int, int, int, int]:
@@ -252,6 +235,14 @@ def dominant_color(image: pyvips.Image) -> str:
 
 
 def _encode(image: pyvips.Image, image_format: str, options: ImagingOptions, *, role: str) -> EncodedFile:
+    needed = estimate(image_format, image.width, image.height, has_alpha=image.hasalpha())
+    with shared_budget(options.encoder_memory_bytes).reserve(needed):
+        data = _encoded_bytes(image, image_format, options, role=role)
+    return EncodedFile(role=role, format=image_format, width=image.width, height=image.height,
+                       data=data)
+
+
+def _encoded_bytes(image: pyvips.Image, image_format: str, options: ImagingOptions, *, role: str) -> bytes:
     if image_format == "jpeg":
         flat = image.flatten(background=[255, 255, 255]) if image.hasalpha() else image
         # mozjpeg's settings: trellis quantisation, deringing, optimised progressive scans and
@@ -269,8 +260,7 @@ def _encode(image: pyvips.Image, image_format: str, options: ImagingOptions, *, 
                                      effort=options.avif_effort, keep=_KEEP_ICC)
     else:
         raise ValueError(f"unknown output format {image_format!r}")
-    return EncodedFile(role=role, format=image_format, width=image.width, height=image.height,
-                       data=data)
+    return data
 
 
 def _run_all(work: list[Callable[[], object]], threads: int) -> list:
@@ -290,41 +280,23 @@ def _pool(threads: int) -> ThreadPoolExecutor | None:
     return None if threads <= 1 else ThreadPoolExecutor(threads, thread_name_prefix="blogimg-encode")
 
 
-def _widths(image: pyvips.Image, widths: tuple[int, ...]):
-    # Never upscale: every configured width below the original, plus the original itself.
-    for width in sorted({w for w in widths if w < image.width} | {image.width}):
+def _widths(image: pyvips.Image, widths: tuple[int, ...], max_pixels: int) -> Iterator[pyvips.Image]:
+    # Never upscale: every configured width below the original, plus the original itself, unless
+    # it is over max_pixels: then it is scaled to fit (see limits.DEFAULT_MAX_VARIANT_PIXELS).
+    largest = largest_variant_width(image.width, image.height, max_pixels)
+    for width in sorted({w for w in widths if w < largest} | {largest}):
         yield image if width == image.width else image.resize(width / image.width)
+
+
+def largest_variant_width(width: int, height: int, max_pixels: int) -> int:
+    """The widest variant of a ``width``×``height`` image: its own width while it has at most
+    ``max_pixels`` pixels, else the width that scales it down to them."""
+    if width * height <= max_pixels:
+        return width
+    return max(1, math.floor(width * math.sqrt(max_pixels / (width * height))))
 
 
 def _lqip(image: pyvips.Image) -> str:
     tiny = image.thumbnail_image(20)
     data = tiny.webpsave_buffer(Q=40, effort=4, keep=pyvips.ForeignKeep.NONE)
     return "data:image/webp;base64," + base64.b64encode(data).decode("ascii")
-
-
-def _to_srgb(image: pyvips.Image) -> pyvips.Image:
-    interpretation = image.interpretation
-    if interpretation == "srgb" and image.format == "uchar":
-        return image
-    if interpretation in {"b-w"} and image.format == "uchar":
-        return image  # grey stays grey: a third of the bytes, same look
-    if interpretation == "cmyk" and image.get_typeof("icc-profile-data"):
-        # Convert with the embedded profile, then drop it: the pixels are sRGB now.
-        converted = image.icc_transform("srgb", embedded=True)
-        converted.remove("icc-profile-data")
-        return converted.cast("uchar")
-    return image.colourspace("srgb").cast("uchar")
-
-
-def _harden() -> None:
-    global _hardened
-    if not _hardened:
-        # Belt and braces: even if some path reached a generic loader, libvips refuses the
-        # loaders it marks untrusted (those built on large, fuzz-prone libraries).
-        pyvips.block_untrusted_set(True)
-        _hardened = True
-
-
-def _first_line(error: pyvips.Error) -> str:
-    text = (getattr(error, "detail", "") or str(error)).strip()
-    return text.splitlines()[0][:200] if text else "unknown error"

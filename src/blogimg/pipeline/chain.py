@@ -4,20 +4,27 @@ One loop serves every kind of provider call: :class:`ProviderChain` makes images
 (``provider.generate``), :class:`CaptionChain` writes alt text (``captioner.caption``). They
 differ only in the call and in what counts as ``empty`` (no image bytes, no caption text).
 
-Before each call: the provider must not be paused or have its circuit open; the call's estimated
-cost must fit the budget (the ledger row that reserves it is written before the call); and the
-provider's rate limit must allow it. Then, per provider, by outcome class of the call:
+Before each call: the provider must not be paused or have its circuit open; its pacing must let
+the call through (:mod:`blogimg.pipeline.pacing`: concurrency and rate, lowered by 429s and shared
+by every job); and the call's estimated cost must fit the budget (the ledger row that reserves it
+is written just before the call, so a job waiting its turn holds no reservation). Then, per
+provider, by outcome class of the call:
 
 - ``ok``: done.
 - ``transient`` / ``empty``: retried up to ``retry_attempts`` times with exponential backoff and
   jitter; the server's Retry-After wins over the computed wait. A Retry-After longer than
   ``max_delay`` is not waited out: the next provider is tried instead.
+- rate limited (a ``transient`` 429, code ``rate_limited``): the provider is paced down, and the
+  call retried with its own, larger allowance and longer waits (:mod:`blogimg.pipeline.retries`).
+  When every provider called ended its turn rate limited, the failure says ``retry_later``: the
+  worker gives the job back to the queue rather than failing it.
 - ``refused``: never retried on the same provider; the next provider only if
   ``fallback_on_refusal``, otherwise the request fails as refused.
 - ``quota``: the provider is paused for the rest of the run; the next provider is tried.
 - ``invalid``: our request was wrong for this provider; the next provider is tried.
 
-Transient and empty results count against the provider's circuit breaker; an ``ok`` resets it.
+Transient and empty results count against the provider's circuit breaker; an ``ok`` resets it;
+a 429 does neither: the provider answered, it only asked us to slow down.
 Every call is in the ledger before it is made, so money spent is recorded even if we crash.
 The end is a :class:`ChainSuccess` (a provider and its result) or a :class:`ChainFailure` (an
 outcome, an error code and a message), never something in between.
@@ -35,8 +42,11 @@ from typing import TYPE_CHECKING, ClassVar, Generic, Literal, Protocol, Self, Ty
 from blogimg.domain import AttemptRecord, ImageRequest, Outcome, ProviderImage
 from blogimg.errors import BudgetExceededError, ProviderError
 from blogimg.pipeline.breaker import CircuitBreaker
+from blogimg.pipeline.pacing import ProviderPacing, is_rate_limited
 from blogimg.pipeline.rate_limit import RateLimiter
+from blogimg.pipeline.retries import RetryPolicy, RetryTurn, backoff_delay
 from blogimg.providers.base import Caption, Captioner, CaptionRequest, ImageProvider, ProviderInfo
+from blogimg.providers.http_errors import RATE_LIMITED
 
 if TYPE_CHECKING:
     from blogimg.config import Settings
@@ -108,6 +118,9 @@ class ChainFailure:
     error: str
     provider: str | None = None  #: the last provider called; None when none was
     attempts: tuple[AttemptRecord, ...] = ()
+    #: only rate limits stood in the way (every provider called ended its turn on 429s): the same
+    #: request may well succeed later, so the job is worth queueing again rather than failing
+    retry_later: bool = False
     ok: ClassVar[Literal[False]] = False
 
     def __post_init__(self) -> None:
@@ -119,9 +132,8 @@ class ChainFailure:
 ChainResult: TypeAlias = ChainSuccess[T] | ChainFailure
 
 
-def backoff_delay(retry: int, base: float, max_delay: float, rng: random.Random) -> float:
-    """Wait before retry number ``retry`` (0-based): base·2^retry, jittered ±50%, capped."""
-    return min(max_delay, base * (2**retry)) * (0.5 + rng.random())
+__all__ = ["CaptionChain", "ChainFailure", "ChainResult", "ChainSuccess", "FallbackChain", "Ledger",
+           "ProviderChain", "backoff_delay"]
 
 
 class FallbackChain(Generic[P, Q, T]):
@@ -151,6 +163,10 @@ class FallbackChain(Generic[P, Q, T]):
         rate_limits: dict[str, float] | None = None,
         breaker_threshold: int = 5,
         breaker_cooldown: float = 30.0,
+        rate_limit_retries: int = 6,
+        rate_limit_delay: float = 5.0,
+        rate_limit_max_delay: float = 120.0,
+        rate_limit_recovery: int = 10,
     ) -> None:
         self.providers = list(providers)
         self.retry_attempts = retry_attempts
@@ -158,17 +174,26 @@ class FallbackChain(Generic[P, Q, T]):
         self.max_delay = max_delay
         self.fallback_on_refusal = fallback_on_refusal
         self.timeout = timeout
+        self.retry_policy = RetryPolicy(retry_attempts, retry_delay, max_delay,
+                                        rate_limit_retries, rate_limit_delay, rate_limit_max_delay)
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._clock = clock
         self.paused: dict[str, str] = {}  #: provider name → why it is paused for this run
         names = [provider.info.name for provider in self.providers]
         self.breakers = {name: CircuitBreaker(breaker_threshold, breaker_cooldown, clock) for name in names}
-        self.limiters = {name: RateLimiter(limit, clock=clock, sleep=sleep)
-                         for name, limit in (rate_limits or {}).items() if name in names}
+        #: per provider, shared by every job of the run: concurrency and rate, lowered by 429s
+        self.pacing = {name: ProviderPacing(rate_limit=(rate_limits or {}).get(name), recovery=rate_limit_recovery,
+                                            longest_hold=rate_limit_max_delay, clock=clock, sleep=sleep)
+                       for name in names}
+        #: the configured rate limits (``settings.rate_limits``), kept by each provider's pacing
+        self.limiters: dict[str, RateLimiter] = {name: pacing.limiter for name, pacing in self.pacing.items()
+                                                 if pacing.limiter is not None}
 
     @classmethod
-    def from_settings(cls, providers: Sequence[P], settings: Settings) -> Self:
+    def from_settings(cls, providers: Sequence[P], settings: Settings, *,
+                      sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                      rng: random.Random | None = None) -> Self:
         """A chain with the run's retry, timeout, breaker (and, for images, rate-limit) settings."""
         return cls(
             providers, retry_attempts=settings.retry_attempts, retry_delay=settings.retry_delay,
@@ -176,6 +201,9 @@ class FallbackChain(Generic[P, Q, T]):
             timeout=settings.provider_timeout,
             rate_limits=settings.rate_limits if cls.uses_rate_limits else None,
             breaker_threshold=settings.breaker_threshold, breaker_cooldown=settings.breaker_cooldown,
+            rate_limit_retries=settings.rate_limit_retries, rate_limit_delay=settings.rate_limit_delay,
+            rate_limit_max_delay=settings.rate_limit_max_delay, rate_limit_recovery=settings.rate_limit_recovery,
+            sleep=sleep, rng=rng,
         )
 
     async def _invoke(self, provider: P, request: Q) -> T:
@@ -204,42 +232,55 @@ class FallbackChain(Generic[P, Q, T]):
             if not providers:
                 last_error = (f"none of the requested providers ({', '.join(only)}) runs on this worker; "
                               f"it has {', '.join(by_name)}")
+        turns_rate_limited: list[bool] = []  #: per provider called: did its turn end on 429s?
         for provider in providers:
             name = provider.info.name
             if name in self.paused:
                 last_error = f"{name} paused: {self.paused[name]}"
                 continue
-            breaker = self.breakers[name]
-            for retry in range(self.retry_attempts + 1):
+            breaker, pacing = self.breakers[name], self.pacing[name]
+            turn = RetryTurn(self.retry_policy, self._rng)
+            waited_until: float | None = None
+            rate_limited: bool | None = None  #: how the turn's last call ended; None before its first
+            while True:
                 if not breaker.allow():
                     last_outcome, last_code = Outcome.TRANSIENT, Outcome.TRANSIENT.value
                     last_error = (f"{name}: circuit open after {breaker.failures} failures in a row; "
                                   f"next probe in {breaker.retry_in():.0f} s")
+                    rate_limited = None if rate_limited is None else False
                     break
+                try:
+                    permit = await pacing.acquire(waited_until=waited_until)
+                except BaseException:
+                    breaker.release()  # no call went out; a held probe slot would shut the provider out
+                    raise
                 model = provider.info.models[0] if provider.info.models else None
                 number = first_attempt + len(attempts)
                 try:
                     handle = await ledger.open(name, model, number, self._estimate(provider, request))
+                    record, result, retry_after, code = await self._call(provider, request, number, model)
                 except BudgetExceededError as refusal:
                     breaker.release()
+                    pacing.release(permit)
                     last_outcome, last_code, last_error = Outcome.INVALID, "budget", f"{name}: not called: {refusal}"
+                    rate_limited = False
                     break
                 except BaseException:
-                    breaker.release()  # no call went out; a held probe slot would shut the provider out
+                    breaker.release()
+                    pacing.release(permit)
                     raise
-                limiter = self.limiters.get(name)
-                if limiter is not None:
-                    await limiter.acquire()
-                record, result, retry_after, code = await self._call(provider, request, number, model)
+                rate_limited = is_rate_limited(record.outcome, record.http_status, code)
+                pacing.release(permit, ok=result is not None, rate_limited=rate_limited, retry_after=retry_after)
                 await ledger.close(handle, record)
                 attempts.append(record)
                 last_provider = name
                 if on_attempt is not None:
                     await on_attempt(record)
-                self._update_breaker(breaker, record.outcome)
+                self._update_breaker(breaker, record.outcome, rate_limited=rate_limited)
                 if result is not None:
                     return ChainSuccess(name, result, tuple(attempts))
-                last_outcome, last_error, last_code = record.outcome, f"{name}: {record.error}", code
+                last_outcome, last_error = record.outcome, f"{name}: {record.error}"
+                last_code = RATE_LIMITED if rate_limited else code
                 if record.outcome is Outcome.QUOTA:
                     self.paused[name] = record.error or "quota or credentials"
                     break
@@ -247,23 +288,28 @@ class FallbackChain(Generic[P, Q, T]):
                     if not self.fallback_on_refusal:
                         return ChainFailure(Outcome.REFUSED, code, last_error, name, tuple(attempts))
                     break
-                if record.outcome not in _RETRYABLE or retry == self.retry_attempts:
+                if record.outcome not in _RETRYABLE:
                     break
-                if retry_after is not None and retry_after > self.max_delay:
-                    break  # the server wants longer than we wait; another provider may serve now
-                delay = retry_after if retry_after is not None else backoff_delay(
-                    retry, self.retry_delay, self.max_delay, self._rng)
+                delay = turn.wait_after(rate_limited=rate_limited, retry_after=retry_after)
+                if delay is None:
+                    break  # out of retries, or the server wants longer than we wait: another provider may serve
+                waited_until = self._clock() + delay
                 await self._sleep(delay)
-        return ChainFailure(last_outcome, last_code, last_error, last_provider, tuple(attempts))
+            if rate_limited is not None:
+                turns_rate_limited.append(rate_limited)
+        return ChainFailure(last_outcome, last_code, last_error, last_provider, tuple(attempts),
+                            retry_later=bool(turns_rate_limited) and all(turns_rate_limited))
 
     @staticmethod
-    def _update_breaker(breaker: CircuitBreaker, outcome: Outcome) -> None:
+    def _update_breaker(breaker: CircuitBreaker, outcome: Outcome, *, rate_limited: bool = False) -> None:
         if outcome is Outcome.OK:
             breaker.record_success()
-        elif outcome in _UNHEALTHY:
+        elif outcome in _UNHEALTHY and not rate_limited:
             breaker.record_failure()
         else:
-            breaker.release()  # a refusal or a bad request says nothing about the provider's health
+            # A refusal or a bad request says nothing about the provider's health; a 429 says it is
+            # up and busy: pacing answers that, an open circuit would only shut out a working provider.
+            breaker.release()
 
     @staticmethod
     def _estimate(provider: object, request: object) -> float | None:

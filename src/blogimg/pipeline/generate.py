@@ -6,6 +6,7 @@ adds reading posts from disk, ``retry`` choosing failed images.
 
 from __future__ import annotations
 
+import stat
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -32,7 +33,9 @@ def find_post_files(paths: Iterable[str | Path]) -> list[Path]:
         if not path.exists():
             raise InputError(f"{path}: no such file or directory")
         if path.is_dir():
-            posts = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MARKDOWN_SUFFIXES)
+            # Not is_file(): that would pass over a pipe or device named x.md in silence, where
+            # read_post_file refuses it by name (and never opens it in a way that could block).
+            posts = sorted(p for p in path.rglob("*") if p.suffix.lower() in MARKDOWN_SUFFIXES and _not_a_folder(p))
             if not posts:
                 raise InputError(f"{path}: no markdown posts (*.md, *.markdown) in this directory")
             found.extend(posts)
@@ -41,6 +44,13 @@ def find_post_files(paths: Iterable[str | Path]) -> list[Path]:
         else:
             raise InputError(f"{path}: not a markdown file (expected .md or .markdown)")
     return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def _not_a_folder(path: Path) -> bool:
+    try:
+        return not stat.S_ISDIR(path.stat().st_mode)
+    except OSError:  # a broken link: nothing there to read, passed over as before
+        return False
 
 
 def extractor_for(settings: Settings) -> PromptExtractor:

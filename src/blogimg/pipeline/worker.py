@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+from blogimg.db.failures import connection_lost, describe
 from blogimg.db.jobs import ClaimedJob, JobContext
 from blogimg.db.leases import lease_owner_name
 from blogimg.db.ledger import Ledger
@@ -33,9 +34,11 @@ from blogimg.errors import (
     BlogimgError,
     BudgetExceededError,
     ConfigurationError,
+    DatabaseUnavailableError,
     ImageRejectedError,
     InputError,
     JobGoneError,
+    OutOfSpaceError,
     ProviderError,
     StorageError,
 )
@@ -111,6 +114,7 @@ class Worker:
         self._next_maintenance = 0.0
         self.done = 0
         self.released = 0  #: jobs given back to the queue unfinished at shutdown
+        self.stopped_by: OutOfSpaceError | None = None  #: the full disk that stopped the run, raised by run()
 
     def stop(self, *, immediately: bool = False) -> None:
         """Stop claiming. Jobs in flight get ``shutdown_grace`` seconds to finish (none when
@@ -145,6 +149,8 @@ class Worker:
                 elif not claimed:
                     await self._idle()
             await self._drain(tasks)
+            if self.stopped_by is not None:
+                raise self.stopped_by
         finally:
             beat.cancel()
             for task in tasks:
@@ -200,8 +206,8 @@ class Worker:
                 continue
             try:
                 held = await self.queue.heartbeat(jobs, self.lease_seconds)
-            except Exception:  # the next beat retries; the lease outlives a few misses
-                log.warning("heartbeat failed", exc_info=True)
+            except Exception as error:  # the next beat retries; the lease outlives a few misses
+                log.warning("heartbeat failed: %s", describe(error))
                 continue
             for job in jobs:
                 # A job that finished while the beat was in flight is not lost, just done.
@@ -213,20 +219,34 @@ class Worker:
             await self._make_image(job)
         except JobGoneError:
             log.info("image %s was deleted before it was made", job.image_id)
+        except OutOfSpaceError as error:
+            # No fault of the image, and no retry soon frees a disk: the run stops (run() raises
+            # this), and its jobs go back to the queue for the run after space is freed.
+            if self.stopped_by is None:
+                self.stopped_by = error
+                self.stop(immediately=True)
+            await self._give_back(job)
+        except DatabaseUnavailableError as error:  # lost through every retry: not the image's fault either
+            log.warning("image %s goes back to the queue: %s", job.image_id, error)
+            await self._give_back(job)
         except BlogimgError as error:
             # A failure we know by name (bad stored input, storage, configuration) is the image's
             # error code, not "internal": that code is kept for bugs.
             await self._fail(job, failure_code(error), str(error))
         except Exception as error:
+            if connection_lost(error):  # a database call that was not retried lost its connection
+                await self._give_back(job)
+                return
             # Unexpected: record it on the row if we still can; otherwise the lease expires and
-            # the job is claimed again, so nothing is lost either way.
-            log.error("image %s failed unexpectedly: %s", job.image_id, error,
+            # the job is claimed again, so nothing is lost either way. describe(): one line, and
+            # never a SQL statement or its values on the row.
+            log.error("image %s failed unexpectedly: %s", job.image_id, describe(error),
                       exc_info=log.isEnabledFor(logging.DEBUG))
             try:
-                await self.queue.fail(job, "internal", f"{type(error).__name__}: {error}")
-            except Exception:
-                log.warning("could not record the failure of image %s", job.image_id, exc_info=True)
-            self._finish(job, EventKind.FAILED, f"internal: {error}")
+                await self.queue.fail(job, "internal", describe(error))
+            except Exception as failure:
+                log.warning("could not record the failure of image %s: %s", job.image_id, describe(failure))
+            self._finish(job, EventKind.FAILED, f"internal: {describe(error)}")
         finally:
             self._held.pop(job.image_id, None)
 
@@ -243,6 +263,11 @@ class Worker:
         result = await self.chain.generate(self._request(context), on_attempt=report, ledger=ledger,
                                            only=context.options.get("providers"))
         if not isinstance(result, ChainSuccess):
+            # Rate limits alone are no reason to fail an image: back to the queue while claims are
+            # left (the chain's pacing holds the next try back); the last claim fails it rate_limited.
+            if result.retry_later and job.attempts < self.max_job_attempts and await self.queue.release(job):
+                log.info("image %s waits in the queue: %s", job.image_id, result.error)
+                return
             await self._fail(job, result.code, result.error)
             return
         provider, image = result.provider, result.result
@@ -259,6 +284,8 @@ class Worker:
                 self.storage.put(file.storage_key, file.data, file.content_type)
                 for file in processed.files
             ))
+        except OutOfSpaceError:
+            raise  # not this image's failure: see _run_job
         except StorageError as error:
             await self._fail(job, "storage", str(error))
             return
@@ -291,6 +318,14 @@ class Worker:
             log.info("image %s keeps its derived alt text: %s: %s", context.image_id, result.code, result.error)
             return None
         return shorten(result.result.text, self.alt_text_max_chars)
+
+    async def _give_back(self, job: ClaimedJob) -> None:
+        """Back to the queue, the claim not counted; when even that fails, its lease runs out."""
+        try:
+            await self.queue.release(job, counts=False)
+        except Exception as error:  # a full database cannot take even this: say so only once, in run()
+            log.log(logging.INFO if isinstance(error, OutOfSpaceError) else logging.WARNING,
+                    "could not give image %s back to the queue: %s", job.image_id, describe(error))
 
     async def _fail(self, job: ClaimedJob, code: str, message: str) -> None:
         if await self.queue.fail(job, code, message):

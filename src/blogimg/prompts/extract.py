@@ -5,8 +5,9 @@ Rules (the seed's ImagePromptExtractor, made deterministic):
 - ``images: false`` in front matter opts the post out.
 - A cover prompt from title, summary and tags; ``cover_prompt:`` replaces it.
 - Every ``<!-- image: what to show | alt: text | size: 1024x1024 -->`` marker is an inline
-  prompt at its position. Markers inside code fences, indented code or inline code are text,
-  not markers, because we read the markdown with a real parser rather than a regex. Liquid
+  prompt at its position; a post may hold at most :data:`MAX_MARKERS` of them. Markers inside
+  code fences, indented code or inline code are text, not markers, because we read the
+  markdown with a real parser rather than a regex. Liquid
   blocks (``{% highlight %}``, ``{% raw %}``, ``{% comment %}``) and Hugo code shortcodes
   (``{{< highlight >}}``, ``{{< code >}}``, also in ``{{% %}}`` form) are code too; the parser
   does not know them, so they are hidden from it (lines kept) before the markers are read.
@@ -19,6 +20,9 @@ name (a page bundle's folder), the title, a hash of the text; two posts never sh
 Every prompt has a fingerprint: a hash of what defines the image (kind, text, size and which
 occurrence of identical text it is), not of its position, so editing a post around a marker
 does not regenerate it.
+
+Every step is linear in the post's length, whatever it holds (hundreds of thousands of unclosed
+``<!--``, a marker per byte): a post arrives from anyone who may call the API.
 """
 
 from __future__ import annotations
@@ -26,26 +30,31 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import TypedDict, Unpack
 
-import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from blogimg.domain import ExtractedPost, ImagePrompt, PromptKind, Size, fingerprint
 from blogimg.errors import InputError, PostParseError
+from blogimg.prompts.front_matter import split_front_matter
+from blogimg.prompts.post_file import read_post_bytes
 from blogimg.prompts.template_code import hide_spans, markdown_code_lines, template_code_spans
 
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd"})
-_MARKER = re.compile(r"<!--\s*image\s*:(?P<body>.*?)-->", re.IGNORECASE | re.DOTALL)
+#: Inline images one post may ask for: each is a paid provider call, and no post needs more.
+MAX_MARKERS = 100
+# What follows "<!--" in a marker; the body up to "-->" is found with str.find (see _marker_bodies).
+_MARKER_NAME = re.compile(r"\s*image\s*:", re.IGNORECASE)
 _OPTION = re.compile(r"^(?P<key>alt|size)\s*:\s*(?P<value>.*)$", re.IGNORECASE | re.DOTALL)
 _WHITESPACE = re.compile(r"\s+")
 # Hugo and Jekyll name a page bundle's post after its folder: posts/my-trip/index.md.
 _BUNDLE_FILE_STEMS = frozenset({"index", "_index"})
 _MAX_PROMPT_CHARS = 4000
-_MAX_POST_BYTES = 5_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +92,7 @@ class PromptExtractor:
         ``slug`` is the caller's choice and wins over front matter; ``default_slug`` (a file's
         name) is used only when front matter names no slug.
         """
-        metadata, body, line_offset = _split_front_matter(text, source)
+        metadata, body, line_offset = split_front_matter(text, source)
         tokens = self._parse(body)
         named_title = _text(metadata.get("title")) or _first_h1(tokens)
         title = named_title or _title_from_slug(slug or default_slug)
@@ -128,7 +137,11 @@ class PromptExtractor:
         cover = cover_override or _cover_prompt(title, summary, tags)
         add(PromptKind.COVER, cover, self.cover_size, "", "", None)
 
-        markers = list(_markers(tokens, source, line_offset))
+        # One past the cap is enough to refuse: a post of a million markers is not read to its end.
+        markers = list(islice(_markers(tokens, source, line_offset), MAX_MARKERS + 1))
+        if len(markers) > MAX_MARKERS:
+            raise PostParseError(f"{source}: more than {MAX_MARKERS} image markers; blogimg makes at most "
+                                 f"{MAX_MARKERS} inline images per post")
         for marker in markers:
             add(PromptKind.INLINE, marker.prompt, marker.size or self.inline_size,
                 marker.alt, marker.heading, marker.line)
@@ -168,12 +181,7 @@ def read_post_file(path: Path, extractor: PromptExtractor) -> ExtractedPost:
     """Read and extract one markdown file; one clear error for anything unreadable."""
     if path.suffix.lower() not in MARKDOWN_SUFFIXES:
         raise InputError(f"{path}: not a markdown file (expected one of .md, .markdown)")
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise InputError(f"{path}: cannot be read: {error.strerror or error}") from None
-    if len(raw) > _MAX_POST_BYTES:
-        raise PostParseError(f"{path}: larger than {_MAX_POST_BYTES // 1_000_000} MB; is it a post?")
+    raw = read_post_bytes(path)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -210,30 +218,7 @@ def _content_slug(text: str) -> str:
     return "post-" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(?P<yaml>.*?)(?:\r?\n)?^(?:---|\.\.\.)[ \t]*$\r?\n?",
-                           re.DOTALL | re.MULTILINE)
-
-
-def _split_front_matter(text: str, source: str) -> tuple[dict, str, int]:
-    """(metadata, body, number of lines before the body) of a post."""
-    match = _FRONT_MATTER.match(text)
-    if match is None:
-        return {}, text, 0
-    try:
-        metadata = yaml.safe_load(match.group("yaml")) if match.group("yaml").strip() else {}
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 2}" if mark is not None else ""  # +1 for the "---" line
-        problem = getattr(error, "problem", None) or "invalid YAML"
-        raise PostParseError(f"{source}: front matter is not valid YAML{where}: {problem}") from None
-    if metadata is None:
-        metadata = {}
-    if not isinstance(metadata, dict):
-        raise PostParseError(f"{source}: front matter must be a mapping of keys to values")
-    return metadata, text[match.end():], text[: match.end()].count("\n")
-
-
-def _markers(tokens: list[Token], source: str, line_offset: int):
+def _markers(tokens: list[Token], source: str, line_offset: int) -> Iterator[_Marker]:
     heading = ""
     pending_heading = False
     for token in tokens:
@@ -251,10 +236,12 @@ def _markers(tokens: list[Token], source: str, line_offset: int):
                     yield from _markers_in(child.content, token.map, source, heading, line_offset)
 
 
-def _markers_in(html: str, line_map: list[int] | None, source: str, heading: str, line_offset: int):
-    for match in _MARKER.finditer(html):
+def _markers_in(html: str, line_map: list[int] | None, source: str, heading: str,
+                line_offset: int) -> Iterator[_Marker]:
+    lines_before, counted_to = 0, 0
+    for start, body in _marker_bodies(html):
         prompt, alt, size = "", "", None
-        for index, part in enumerate(match.group("body").split("|")):
+        for index, part in enumerate(body.split("|")):
             option = _OPTION.match(part.strip())
             if index > 0 and option:
                 key, value = option.group("key").lower(), option.group("value").strip()
@@ -269,10 +256,34 @@ def _markers_in(html: str, line_map: list[int] | None, source: str, heading: str
                 prompt = part
             else:
                 prompt += "|" + part
-        line = line_offset + line_map[0] + 1 + html[: match.start()].count("\n") if line_map else None
+        # Newlines counted from the previous marker on, not from the start: many markers in
+        # one HTML block would otherwise cost the square of their number.
+        lines_before += html.count("\n", counted_to, start)
+        counted_to = start
+        line = line_offset + line_map[0] + 1 + lines_before if line_map else None
         if not _clean(prompt):
             raise PostParseError(f"{source}: line {line}: image marker has no description")
         yield _Marker(prompt=prompt, alt=alt, size=size, line=line, heading=heading)
+
+
+def _marker_bodies(html: str) -> Iterator[tuple[int, str]]:
+    """(offset, body) of every ``<!-- image: body -->`` in ``html``, in one pass.
+
+    The same matches as the regex ``<!--\\s*image\\s*:(.*?)-->``, which retries each unclosed
+    ``<!--`` to the end of the text: quadratic in their number (4 MB of them never finished).
+    Here a marker with no ``-->`` after it ends the search, since none follows a later one either.
+    """
+    position = 0
+    while (start := html.find("<!--", position)) != -1:
+        name = _MARKER_NAME.match(html, start + 4)
+        if name is None:
+            position = start + 1
+            continue
+        end = html.find("-->", name.end())
+        if end == -1:
+            return
+        yield start, html[name.end():end]
+        position = end + 3
 
 
 def _sections(tokens: list[Token]) -> list[tuple[str, str, int | None]]:
@@ -281,7 +292,9 @@ def _sections(tokens: list[Token]) -> list[tuple[str, str, int | None]]:
         if token.type == "heading_open" and token.tag == "h2":
             heading = _clean(tokens[index + 1].content)
             first = ""
-            for later in tokens[index + 3 :]:
+            # By index, not a slice: copying the rest of the list for each heading is quadratic.
+            for position in range(index + 3, len(tokens)):
+                later = tokens[position]
                 if later.type == "heading_open" and later.tag in {"h1", "h2"}:
                     break
                 if later.type == "inline" and later.content.strip():

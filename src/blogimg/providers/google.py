@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from blogimg.domain import ImageRequest, Outcome, ProviderImage
 from blogimg.errors import ConfigurationError, ProviderError
 from blogimg.providers.base import ProviderInfo
-from blogimg.providers.http_errors import outcome_for_status, retry_after_seconds
+from blogimg.providers.http_errors import RATE_LIMITED, outcome_for_status, retry_after_seconds
 from blogimg.providers.pricing import PriceTable, TokenUsage, default_prices
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ _REFUSAL_FINISHES = frozenset({"SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "
 _CREDENTIAL_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED",
                                  "BILLING_DISABLED", "SERVICE_DISABLED", "CONSUMER_SUSPENDED"})
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+_ZERO_LIMIT = re.compile(r"\blimit: 0(?![\d.])")
 
 INFO = ProviderInfo(
     name=NAME,
@@ -216,20 +217,26 @@ def _classify_api_error(error: Any) -> ProviderError:
     details = _details(error.details)
     reasons = {str(d.get("reason", "")) for d in details}
     outcome = outcome_for_status(status)
-    retry_after = None
+    retry_after, code = None, None
     if reasons & _CREDENTIAL_REASONS or state in {"PERMISSION_DENIED", "UNAUTHENTICATED"}:
         outcome = Outcome.QUOTA
     elif state == "FAILED_PRECONDITION" and "billing" in message.lower():
         outcome = Outcome.QUOTA
     elif status == 429 or state == "RESOURCE_EXHAUSTED":
-        outcome = Outcome.QUOTA if _daily_quota(details) else Outcome.TRANSIENT
+        # Google words every quota 429 alike ("check your plan and billing details"), so only the
+        # violated quota tells a per-minute limit, which clears, from one that will not today.
+        if _quota_for_good(details, message):
+            outcome = Outcome.QUOTA
+        else:
+            outcome, code = Outcome.TRANSIENT, RATE_LIMITED
     if outcome is Outcome.TRANSIENT:
         retry_after = _retry_delay(details)
         headers = getattr(getattr(error, "response", None), "headers", None)
         if retry_after is None and headers is not None:
             retry_after = retry_after_seconds(dict(headers))
     label = f"HTTP {status} {state}".strip()
-    return ProviderError(outcome, f"{label}: {message}", http_status=status or None, retry_after=retry_after)
+    return ProviderError(outcome, f"{label}: {message}", http_status=status or None, retry_after=retry_after,
+                         code=code)
 
 
 def _name(value: Any) -> str:
@@ -244,12 +251,18 @@ def _details(body: Any) -> list[dict]:
     return []
 
 
-def _daily_quota(details: list[dict]) -> bool:
-    """A 429 whose quota is per day (or a billing cap) will not clear in seconds: pause instead."""
+def _quota_for_good(details: list[dict], message: str) -> bool:
+    """A 429 that will not clear in seconds: pause the provider instead of retrying.
+
+    That is a quota per day, or one whose limit is zero — the plan does not include the model
+    at all (a free tier without image models says "limit: 0"), so no wait can help.
+    """
+    if _ZERO_LIMIT.search(message) or "doesn't have a free quota tier" in message:
+        return True
     for detail in details:
         for violation in detail.get("violations", []) or []:
             quota = str(violation.get("quotaId", "")) + str(violation.get("quotaMetric", ""))
-            if "PerDay" in quota or "per_day" in quota.lower():
+            if "PerDay" in quota or "per_day" in quota.lower() or str(violation.get("quotaValue")) == "0":
                 return True
     return False
 

@@ -1,4 +1,10 @@
-"""Reading what HTTP APIs say about failures: Retry-After in its three spellings, and status → outcome."""
+"""Reading what HTTP APIs say about failures: Retry-After in its three spellings, and status → outcome.
+
+A 429 that will clear by itself ("too many requests, slow down") stays a ``transient`` outcome but
+carries the error code :data:`RATE_LIMITED`: the chain then paces the provider and retries with
+more patience instead of counting it as a failure (:mod:`blogimg.pipeline.pacing`). A 429 that
+says money or quota ran out is ``quota`` instead; each provider reads its own body to tell them apart.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,9 @@ import time
 from collections.abc import Mapping
 
 from blogimg.domain import Outcome
+
+#: The error code of a call refused for going too fast (HTTP 429 that will clear by itself).
+RATE_LIMITED = "rate_limited"
 
 # Waits above this are not a hint we can use for one image; the chain falls back instead.
 _LONGEST_SENSIBLE_WAIT = 24 * 3600.0

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from blogimg.domain import ImageRequest, Outcome, ProviderImage
 from blogimg.errors import ConfigurationError, ProviderError
 from blogimg.providers.base import ProviderInfo
-from blogimg.providers.http_errors import outcome_for_status, retry_after_seconds
+from blogimg.providers.http_errors import RATE_LIMITED, outcome_for_status, retry_after_seconds
 from blogimg.providers.pricing import PriceTable, TokenUsage, default_prices
 
 if TYPE_CHECKING:
@@ -97,13 +97,15 @@ def classify_error(error: Exception) -> ProviderError:
         message = _message_of(error)
         if code in _REFUSAL_CODES or "safety system" in message.lower():
             outcome = Outcome.REFUSED
-        elif code in _QUOTA_CODES:
+        elif code in _QUOTA_CODES or error.type in _QUOTA_CODES:
+            # A RateLimitError (429) too: out of credit is not cured by waiting.
             outcome = Outcome.QUOTA
         else:
             outcome = outcome_for_status(status)
         retry_after = retry_after_seconds(dict(error.response.headers)) if outcome is Outcome.TRANSIENT else None
         label = f"HTTP {status}" + (f" {code}" if code else "")
-        return ProviderError(outcome, f"{label}: {message}", http_status=status, retry_after=retry_after)
+        return ProviderError(outcome, f"{label}: {message}", http_status=status, retry_after=retry_after,
+                             code=RATE_LIMITED if outcome is Outcome.TRANSIENT and status == 429 else None)
     if isinstance(error, openai.APIResponseValidationError | ValueError):  # a 200 whose body is not the JSON expected
         return ProviderError(Outcome.TRANSIENT, f"malformed response: {error}", http_status=200)
     return ProviderError(Outcome.INVALID, f"{type(error).__name__}: {error}")

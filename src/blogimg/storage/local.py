@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import errno
 import os
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from blogimg.errors import ConfigurationError, InvalidKeyError, StorageError
+from blogimg.errors import ConfigurationError, InvalidKeyError, StorageError, StorageFullError
 from blogimg.storage.base import StoredObject, join_url, validate_key
 
 TEMPORARY_PREFIX = ".tmp-"
+#: Errors that mean "no room", not "this file": a full disk, a used-up quota.
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class LocalStorage:
@@ -47,7 +50,15 @@ class LocalStorage:
 
     async def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
         path = self.path_for(key)
-        await asyncio.to_thread(_write_atomically, path, data)
+        try:
+            await asyncio.to_thread(_write_atomically, path, data)
+        except OSError as error:
+            if error.errno in _FULL:
+                # The folder, not the file: what a person must free space on (or move elsewhere).
+                raise StorageFullError(f"the disk of the storage folder {self.root} is full "
+                                       f"({error.strerror or error}); free some space and run again: "
+                                       "images not made yet stay queued") from None
+            raise StorageError(f"cannot write {path}: {error.strerror or error}") from None
         return StoredObject(key=key, size=len(data), url=self.url(key))
 
     async def get(self, key: str) -> bytes:
@@ -110,22 +121,19 @@ def _temporary_beside(path: Path) -> tuple[int, str]:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    descriptor, temporary = _temporary_beside(path)
     try:
-        descriptor, temporary = _temporary_beside(path)
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except OSError as error:
-        raise StorageError(f"cannot write {path}: {error.strerror or error}") from None
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -16,8 +16,8 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from blogimg.api.deps import CatalogDep
-from blogimg.api.errors import errors
-from blogimg.db.catalog import Catalog
+from blogimg.api.errors import ApiError, errors
+from blogimg.db.catalog import LARGEST_ID, Catalog
 
 router = APIRouter(tags=["events"])
 POLL_SECONDS = 0.5
@@ -31,12 +31,17 @@ KEEPALIVE_SECONDS = 15.0
 async def events(
     request: Request, catalog: CatalogDep,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
-    after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    after: Annotated[int | None, Query(ge=0, le=LARGEST_ID)] = None,
     limit: Annotated[int | None, Query(ge=1, le=100_000, description="Stop after this many events")] = None,
 ) -> StreamingResponse:
     start = after
-    if start is None and last_event_id and last_event_id.strip().isdigit():
-        start = int(last_event_id.strip())
+    resume = (last_event_id or "").strip()
+    if start is None and resume:
+        # Checked here, not left to the database: there it would fail only once the stream had
+        # begun, as a 200 cut short. ASCII digits only: str.isdigit() also takes "²".
+        if not (resume.isascii() and resume.isdigit() and int(resume) <= LARGEST_ID):
+            raise ApiError(422, "validation", f"Last-Event-ID must be an event id, 0 to {LARGEST_ID}")
+        start = int(resume)
     if start is None:
         start = await catalog.latest_event_id()
     return StreamingResponse(_stream(request, catalog, start, limit), media_type="text/event-stream",

@@ -29,10 +29,11 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_from_url(url: str) -> None:
-    from blogimg.db.engine import create_engine
+    from blogimg.db.engine import create_engine, lock_migrations
 
     engine = create_engine(url)
     async with engine.begin() as connection:
+        await lock_migrations(connection)  # as blogimg's own migrations do: one at a time
         await connection.run_sync(_run)
     await engine.dispose()
 
