@@ -78,6 +78,12 @@ def test_hostile_posts_are_refused_in_a_moment_and_the_server_stays_up(tmp_path:
         assert status == 422, body
         assert body["error"]["message"] == ("<api>: front matter uses YAML aliases (&/*), which blogimg does "
                                             "not accept; write each value out")
+        # A base-60 integer (YAML 1.1) of some 35,000 digits: before, str() on it was a 500.
+        base_60 = "---\ntitle: " + ":".join(["1"] * 20_000) + "\n---\nBody.\n"
+        status, body = call(server, "POST", "/api/posts", {"markdown": base_60}, timeout=60)
+        assert status == 422, body
+        assert body["error"]["message"] == ("<api>: front matter holds an integer written with more than 1000 "
+                                            "characters; put it in quotes if it is text")
         status, body = call(server, "POST", "/api/posts", {"markdown": unclosed}, timeout=60)
         assert status == 201 and len(body["prompts"]) == 1, body  # the cover; an unclosed marker asks nothing
         assert time.monotonic() - started < 5

@@ -213,7 +213,7 @@ def test_front_matter_nested_thousands_deep_is_one_clear_error(nesting: str, mes
     ("title: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[x]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
      "front matter nests lists or mappings more than 32 levels deep"),
     ("title: T\nsummary: " + "x" * 70_000, "front matter is longer than 64 KB"),
-    ("title: " + "7" * 5000, "front matter holds a value that cannot be read: Exceeds the limit"),
+    ("title: " + "7" * 5000, "front matter holds an integer written with more than 1000 characters"),
     ("date: 0000-01-01", "front matter holds a value that cannot be read: year 0 is out of range"),
 ])
 def test_front_matter_beyond_what_a_post_needs_is_one_clear_error(front: str, message: str) -> None:
@@ -222,6 +222,30 @@ def test_front_matter_beyond_what_a_post_needs_is_one_clear_error(front: str, me
     # Anchors alone are harmless, and front matter within the limits reads as before.
     post = PromptExtractor().extract("---\ntitle: &t Anchored\ntags: [a, {b: [c]}]\n---\nBody.\n")
     assert post.title == "Anchored"
+
+
+HUGE_INTEGER = ("PostParseError: <post>: front matter holds an integer written with more than 1000 characters; "
+                "put it in quotes if it is text")
+
+
+@pytest.mark.parametrize("front", [
+    "title: " + ":".join(["1"] * 20_000),  # YAML 1.1 base 60: 40 KB that load as some 35,000 digits
+    "title: 0x" + "f" * 60_000, "title: 0" + "7" * 60_000, "title: 0b" + "1" * 60_000,  # bases str() has no limit in
+    'title: !!int "0x' + "f" * 60_000 + '"',  # tagged, not resolved: the same constructor
+    "tags: [a, " + ":".join(["1"] * 20_000) + "]",
+], ids=["sexagesimal", "hex", "octal", "binary", "tagged", "in tags"])
+def test_an_integer_too_long_to_be_text_is_refused_as_it_is_read(front: str) -> None:
+    # Before, it loaded (in up to 0.2 s) and str() on it raised ValueError: a 500 from the API.
+    outcome = extract_in_child(repr(f"---\n{front}\n---\nBody.\n"))
+    assert said(outcome) == HUGE_INTEGER
+    assert outcome.seconds < 10, outcome.describe()
+
+
+def test_integers_of_every_base_up_to_the_limit_still_read() -> None:
+    extractor = PromptExtractor()
+    for front, title in [("1:30:00", "5400"), ("0x1F", "31"), ("017", "15"), ("0b101", "5"), ("1_000", "1000"),
+                         ("9" * 1000, "9" * 1000), ("0x" + "f" * 998, str(int("f" * 998, 16)))]:
+        assert extractor.extract(f"---\ntitle: {front}\n---\nBody.\n").title == title
 
 
 def test_front_matter_of_a_real_post_still_reads(tmp_path: Path) -> None:

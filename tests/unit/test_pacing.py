@@ -199,6 +199,52 @@ async def test_without_a_configured_rate_a_429_paces_at_half_the_rate_seen_then_
     assert pacing.rate_per_minute is None and pacing.limiter is None
 
 
+async def test_a_429_on_the_only_call_in_flight_does_not_hold_concurrency_at_one_for_good() -> None:
+    clock = FakeClock()
+    pacing = ProviderPacing(recovery=10, clock=clock, sleep=clock.sleep)
+    pacing.release(await pacing.acquire(), rate_limited=True)  # one call in flight: the level objected to is 1
+    assert (pacing.decreases, pacing.concurrency) == (1, 1)
+    for _ in range(10):
+        pacing.release(await pacing.acquire(), ok=True)
+    assert pacing.concurrency is None  # back at the level objected to: the limit is lifted again
+
+
+async def test_a_429_on_a_call_started_long_ago_does_not_pin_the_rate_at_the_slowest() -> None:
+    clock = FakeClock()
+    pacing = ProviderPacing(recovery=10, clock=clock, sleep=clock.sleep)
+    slow = await pacing.acquire()
+    clock.now += 90.0  # a slow image model: the 429 comes 90 s after the call started
+    pacing.release(slow, rate_limited=True)
+    assert pacing.rate_per_minute is not None  # paced: one call in the last 90 s, never below the slowest
+    assert pacing.rate_per_minute >= 1.0
+    for _ in range(10):
+        pacing.release(await pacing.acquire(), ok=True)
+    assert pacing.rate_per_minute is None and pacing.limiter is None
+
+
+async def test_the_rate_objected_to_counts_the_calls_that_started_before_a_slow_refused_one() -> None:
+    clock = FakeClock()
+    pacing = ProviderPacing(recovery=10, clock=clock, sleep=clock.sleep)
+    burst = []
+    for _ in range(6):  # six calls a second apart, each running for minutes
+        burst.append(await pacing.acquire())
+        clock.now += 1.0
+    clock.now = 95.0  # the last of them is refused 90 s after it started
+    pacing.release(burst[-1], rate_limited=True)
+    assert pacing.rate_per_minute == pytest.approx(6 * 60 / 95 / 2)  # six starts over the 95 s they span, halved
+
+
+def test_every_lowered_level_climbs_back_in_a_bounded_number_of_successes() -> None:
+    for ceiling, floor, in_use in ((None, 1.0, 1), (None, 1.0, 0.5), (None, 1.0, 3), (1.0, 1.0, 9), (1.5, 1.0, 9),
+                                   (60.0, 1.0, 9)):
+        level = AimdLevel(ceiling, floor=floor, recovery=10)
+        for _ in range(5):
+            level.decrease(in_use=in_use)
+        for _ in range(10):
+            level.increase()
+        assert level.value == ceiling, (ceiling, floor, in_use)
+
+
 def told_to_wait(retry_after: float) -> tuple[FakeClock, ProviderPacing]:
     clock = FakeClock()
     pacing = ProviderPacing(longest_hold=120.0, clock=clock, sleep=clock.sleep)

@@ -6,7 +6,8 @@ connections and their memory for good, and a client that connects and says nothi
 dropped. :class:`GuardedH11Protocol` adds what is missing:
 
 - a request's head must be complete within ``header_timeout`` of the connection opening, or of
-  the first byte of the next request on a kept-alive connection: else ``408`` and closed;
+  the first byte of the next request on a kept-alive connection (of the last response, for a
+  request pipelined behind it): else ``408`` and closed;
 - inside a body, the client may pause at most ``body_timeout`` (the whole body may take longer,
   as long as it keeps coming; pauses blogimg causes by not reading do not count);
 - at most ``max_connections`` are open: one more is answered ``503`` and closed at once, before
@@ -94,6 +95,21 @@ class GuardedH11Protocol(H11Protocol):
             self._wait_for("body", self.limits.body_timeout)  # every chunk restarts the pause clock
         elif self.conn.their_state is not h11.IDLE:
             self._stop_waiting()  # the request is all here; what happens next is the app's
+
+    def on_response_complete(self) -> None:
+        # With pipelining, uvicorn starts the next request here, from bytes that came with the last
+        # one, not in data_received: its clock starts now. (A request head cancels keep-alive.)
+        super().on_response_complete()
+        if self.transport.is_closing():
+            self._stop_waiting()
+        elif self.conn.their_state is h11.SEND_BODY:
+            self._wait_for("body", self.limits.body_timeout)
+        elif self.conn.their_state is h11.IDLE:
+            if self.conn.trailing_data[0]:
+                self._unset_keepalive_if_required()  # part of a head is no idle connection
+                self._wait_for("head", self.limits.header_timeout)
+        else:
+            self._stop_waiting()  # the pipelined request is all here too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_waiting()

@@ -120,19 +120,24 @@ class AimdLevel:
 
     def increase(self, step: float | None = None) -> None:
         """One step back up (by default a ``recovery``-th of the top); reaching the top restores the
-        ceiling (None: no limit at all)."""
-        if self.value is None or self._top is None or self.value >= self._top:
+        ceiling (None: no limit at all).
+
+        A level the floor kept at its top (a 429 with one call in flight, or at the slowest rate) is
+        still a lowered limit: the next step reaches the top and restores the ceiling, so no 429
+        leaves a limit behind for good."""
+        if self.value is None or self._top is None:
             return
         self.value += step if step is not None else self._top / self.recovery
         if self.value >= self._top:
-            self.value = self.ceiling if self.ceiling is not None else None
+            self.value = self.ceiling
 
 
 @dataclass(frozen=True, slots=True)
 class Permit:
-    """A call let through: how many decreases had happened when it started."""
+    """A call let through: how many decreases had happened when it started, and when it started."""
 
     generation: int
+    started: float
 
 
 class ProviderPacing:
@@ -185,8 +190,9 @@ class ProviderPacing:
         except BaseException:
             self.gate.release()
             raise
-        self._starts.append(self._clock())
-        return Permit(self.decreases)
+        started = self._clock()
+        self._starts.append(started)
+        return Permit(self.decreases, started)
 
     def release(self, permit: Permit, *, ok: bool = False, rate_limited: bool = False,
                 retry_after: float | None = None) -> None:
@@ -207,7 +213,7 @@ class ProviderPacing:
             return  # it started before the last decrease, which has already answered its burst
         self.decreases += 1
         self._concurrency.decrease(self.gate.in_flight)  # this call still holds its slot: it counts
-        self._rate.decrease(self._recent_rate(now))
+        self._rate.decrease(self._recent_rate(permit.started, now))
         self._apply()
 
     def _speed_up(self) -> None:
@@ -231,9 +237,13 @@ class ProviderPacing:
         else:
             self.limiter.set_rate(rate)
 
-    def _recent_rate(self, now: float) -> float:
-        """Calls per minute lately: the starts remembered from the last minute, over the time they span."""
-        recent = [start for start in self._starts if now - start <= 60.0]
-        if not recent:
-            return SLOWEST_RATE
+    def _recent_rate(self, started: float, now: float) -> float:
+        """Calls per minute when a call that ``started`` was refused: the starts remembered from the
+        minute before it started up to ``now``, over the time they span.
+
+        The refused call itself always counts, however long it ran (a slow image model answers 429
+        long after the call started), so the estimate is never "no calls at all"."""
+        recent = [start for start in self._starts if start >= started - 60.0]
+        if not recent or recent[0] > started:  # its own start has been pushed out of memory
+            recent.insert(0, started)
         return len(recent) * 60.0 / max(now - recent[0], _SHORTEST_SPAN)
