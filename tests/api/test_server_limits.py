@@ -27,18 +27,19 @@ def connect(server: Server) -> socket.socket:
     return connection
 
 
-def closed_by_server(connection: socket.socket) -> bytes | None:
-    """What the server sent, once it has closed the connection; None while it is open."""
-    received = b""
+def closed_by_server(connection: socket.socket, received: bytearray | None = None) -> bytes | None:
+    """What the server sent, once it has closed the connection; None while it is open. Pass the
+    same ``received`` on every poll: an answer may arrive one poll before the close does."""
+    received = bytearray() if received is None else received
     while True:
         try:
             chunk = connection.recv(65536)
         except (BlockingIOError, InterruptedError):
             return None
         except ConnectionResetError:
-            return received
+            return bytes(received)
         if not chunk:
-            return received
+            return bytes(received)
         received += chunk
 
 
@@ -64,16 +65,18 @@ def watch(connections: list[socket.socket], seconds: float, trickle: bool = Fals
     """For ``seconds``, note when each connection is closed and what it got; with ``trickle``,
     send each open one a header byte every quarter second meanwhile, as slowloris does."""
     started, closed = time.monotonic(), dict[int, tuple[float, bytes]]()
+    received = [bytearray() for _ in connections]
     while len(closed) < len(connections) and time.monotonic() - started < seconds:
         for index, connection in enumerate(connections):
             if index in closed:
                 continue
-            if trickle:
+            answer = closed_by_server(connection, received[index])
+            if answer is None and trickle and not received[index]:  # no answer yet: one more byte
                 try:
                     connection.send(b"X")
                 except OSError:
-                    pass  # closed: recv says what came first
-            answer = closed_by_server(connection)
+                    pass  # closed: the next poll says what came first
+                answer = closed_by_server(connection, received[index])
             if answer is not None:
                 closed[index] = (time.monotonic() - started, answer)
         time.sleep(0.25)

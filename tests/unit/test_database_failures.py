@@ -80,3 +80,62 @@ async def test_a_lost_race_is_run_again_only_when_asked_and_only_a_few_times() -
     with pytest.raises(IntegrityError):
         await retrying(always_refused, conflicts=True, sleep=RecordingSleep())
     assert len(tries) == CONFLICT_ATTEMPTS
+
+
+# --- a server that is down: the connection is refused before any statement -----------------------
+
+
+async def connect_error(url: str) -> BaseException:
+    """The error a real engine raises when it cannot connect to ``url``."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url, pool_pre_ping=True)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception as error:
+        return error
+    finally:
+        await engine.dispose()
+    raise AssertionError(f"{url} accepted a connection")
+
+
+async def test_a_server_that_refuses_connections_is_a_lost_connection_and_is_waited_for() -> None:
+    # A restart or a failover: the postmaster is not listening yet. A port bound but never
+    # listened on refuses every connection, as a stopped server's does.
+    pytest.importorskip("psycopg")
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"postgresql+psycopg://postgres@127.0.0.1:{closed.getsockname()[1]}/test"
+        error = await connect_error(url)
+        assert isinstance(error, OperationalError) and "refused" in str(error.orig).lower(), error
+        assert connection_lost(error)
+
+        tries: list[int] = []
+
+        async def connect(attempt: int) -> None:
+            tries.append(attempt)
+            raise await connect_error(url)
+
+        sleep = RecordingSleep()
+        with pytest.raises(DatabaseUnavailableError, match="Connection refused"):
+            await retrying(connect, sleep=sleep)
+    assert len(tries) == len(RECONNECT_DELAYS) + 1 and sleep.delays == list(RECONNECT_DELAYS)
+
+
+async def test_a_server_that_answers_no_is_not_waited_for() -> None:
+    # A database or role that does not exist fails the connection too, also without an SQLSTATE
+    # from psycopg: that is a mistake to report at once, not an outage to wait out.
+    pytest.importorskip("psycopg")
+    from sqlalchemy.engine import make_url
+
+    from tests.postgres import server_url
+
+    server = make_url(server_url())
+    for url in (server.set(database="blogimg_no_such_database"), server.set(username="blogimg_no_such_role")):
+        error = await connect_error(url.render_as_string(hide_password=False))
+        assert isinstance(error, OperationalError) and "does not exist" in str(error.orig), error
+        assert not connection_lost(error)

@@ -24,12 +24,16 @@ from blogimg.api.errors import error_response, install_error_handlers
 from blogimg.api.files import mount_local_files
 from blogimg.api.routes import batches, events, images, posts, service
 from blogimg.config import Settings
+from blogimg.db.failures import describe
 from blogimg.pipeline.worker import Worker
 from blogimg.providers.registry import ProviderRegistry
 from blogimg.storage.base import Storage
 from blogimg.storage.factory import build_storage
 
 log = logging.getLogger(__name__)
+#: Seconds the embedded worker starts no image after a full disk (or a database out of reach) before
+#: it tries again: a server outlives a passing outage, rather than go on taking jobs nothing makes.
+EMBEDDED_RESUME_AFTER = 30.0
 
 
 class BodySizeLimit:
@@ -94,7 +98,9 @@ def create_app(settings: Settings, *, storage: Storage | None = None, run_worker
         try:
             if run_worker:
                 worker = runtime.worker()
+                worker.resume_after = EMBEDDED_RESUME_AFTER
                 task = asyncio.create_task(worker.run(), name="blogimg-embedded-worker")
+                task.add_done_callback(_report_end)  # said when it happens, not at shutdown
                 try:
                     yield
                 finally:
@@ -129,10 +135,15 @@ def create_app(settings: Settings, *, storage: Storage | None = None, run_worker
 async def _stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
     """Shutdown: stop claiming, let jobs finish within the grace period, give back the rest."""
     worker.stop()
-    try:
+    with contextlib.suppress(Exception):  # _report_end has said it
         await task
-    except Exception:
-        log.exception("the embedded worker failed")
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    error = None if task.cancelled() else task.exception()
+    if error is not None:
+        log.error("the embedded worker failed, and no queued image is made until the server restarts: %s",
+                  describe(error), exc_info=error)
 
 
 def _document_provider_names(app: FastAPI, names: list[str]) -> None:

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, StatementError
 
 from blogimg.errors import DatabaseUnavailableError
 
@@ -35,10 +35,18 @@ CONFLICT_ATTEMPTS = 5
 #: SQLSTATEs of a connection that is gone: class 08 (connection exception), and the server
 #: shutting down, crashing or ending this session on an administrator's command (57P01-57P03).
 _LOST_STATES = ("57P01", "57P02", "57P03")
+#: What psycopg says, with no SQLSTATE, when a new connection cannot be made because the server is
+#: down, restarting or failing over. A server that answers "no" (no such database or role, a wrong
+#: password) carries no SQLSTATE either, but says none of these: that is reported at once.
+_DOWN_SERVER = ("connection refused", "could not connect", "server closed the connection", "connection reset",
+                "connection timed out", "timeout expired", "no route to host", "network is unreachable",
+                "the database system is starting up", "the database system is shutting down",
+                "the database system is in recovery mode", "the database system is not yet accepting connections")
 
 
 def connection_lost(error: BaseException) -> bool:
-    """Whether ``error`` means the connection died under the statement, not that it was wrong."""
+    """Whether ``error`` means the connection died under the statement, or could not be made for
+    a server that is down or restarting: not that the statement, or the settings, were wrong."""
     if isinstance(error, DatabaseUnavailableError):
         return True
     if not isinstance(error, DBAPIError):
@@ -46,7 +54,17 @@ def connection_lost(error: BaseException) -> bool:
     if error.connection_invalidated:  # the dialect saw the connection closed or broken
         return True
     state = getattr(error.orig, "sqlstate", None) or ""
-    return state.startswith("08") or state in _LOST_STATES
+    return state.startswith("08") or state in _LOST_STATES or _server_down(error)
+
+
+def _server_down(error: DBAPIError) -> bool:
+    # SQLAlchemy's is_disconnect looks at an existing connection, so it never flags a connect that
+    # failed: a reconnect meeting a stopped postmaster. psycopg gives those no SQLSTATE (its
+    # errors have the attribute; SQLite's do not); the message says what happened.
+    if not isinstance(error, OperationalError) or getattr(error.orig, "sqlstate", "") is not None:
+        return False
+    message = str(error.orig).lower()
+    return any(phrase in message for phrase in _DOWN_SERVER)
 
 
 def describe(error: BaseException) -> str:

@@ -105,14 +105,16 @@ class JobQueue:
         # requests with one key race on the batch's unique key: the loser waits for the winner's
         # commit, then answers with the winner's batch. Requests racing on a new prompt (or the
         # post that holds API prompts) are tried again, and find the winner's rows.
-        key = work.idempotency_key or None  # an empty key is no key (and must not be stored as one)
-        if key:
-            existing = await existing_batch(self.sessions, key, work.request_hash)
+        if work.idempotency_key:  # an empty key is no key
+            existing = await existing_batch(self.sessions, work.idempotency_key, work.request_hash)
             if existing:
                 return existing
+        # Without a key of the client's, one of our own: a commit whose reply was lost is found by
+        # the retry instead of being made again as a second batch.
+        key = work.idempotency_key or f"blogimg-once-{uuid.uuid4().hex}"
         return await retrying(lambda _attempt: self._enqueue_request_once(work, key), conflicts=True)
 
-    async def _enqueue_request_once(self, work: PromptsToEnqueue, key: str | None) -> BatchEnqueued:
+    async def _enqueue_request_once(self, work: PromptsToEnqueue, key: str) -> BatchEnqueued:
         try:
             async with self.sessions.begin() as session:
                 batch = Batch(idempotency_key=key, request_hash=work.request_hash)
@@ -124,7 +126,7 @@ class JobQueue:
                 batch.image_ids = image_ids
                 return BatchEnqueued(batch.id, tuple(image_ids), tuple(queued))
         except IntegrityError:
-            existing = await existing_batch(self.sessions, key, work.request_hash) if key else None
+            existing = await existing_batch(self.sessions, key, work.request_hash)
             if existing is None:
                 raise  # not the key: a prompt's race, which retrying() runs again
             return existing

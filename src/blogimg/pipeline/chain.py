@@ -33,12 +33,14 @@ outcome, an error code and a message), never something in between.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Generic, Literal, Protocol, Self, TypeAlias, TypeVar
 
+from blogimg.db.failures import describe
 from blogimg.domain import AttemptRecord, ImageRequest, Outcome, ProviderImage
 from blogimg.errors import BudgetExceededError, ProviderError
 from blogimg.pipeline.breaker import CircuitBreaker
@@ -51,6 +53,7 @@ from blogimg.providers.http_errors import RATE_LIMITED
 if TYPE_CHECKING:
     from blogimg.config import Settings
 
+log = logging.getLogger(__name__)
 AttemptCallback = Callable[[AttemptRecord], Awaitable[None]]
 _RETRYABLE = frozenset({Outcome.TRANSIENT, Outcome.EMPTY})
 _UNHEALTHY = frozenset({Outcome.TRANSIENT, Outcome.EMPTY})
@@ -271,7 +274,13 @@ class FallbackChain(Generic[P, Q, T]):
                     raise
                 rate_limited = is_rate_limited(record.outcome, record.http_status, code)
                 pacing.release(permit, ok=result is not None, rate_limited=rate_limited, retry_after=retry_after)
-                await ledger.close(handle, record)
+                try:
+                    await ledger.close(handle, record)
+                except Exception as error:  # a paid result outweighs its ledger line: the row stays pending
+                    if result is None:  # (its estimate counted) until JobLedger.settle closes it
+                        raise
+                    log.warning("%s: call %s succeeded but could not be recorded (%s); keeping its result",
+                                name, number, describe(error))
                 attempts.append(record)
                 last_provider = name
                 if on_attempt is not None:

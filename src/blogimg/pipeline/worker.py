@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from blogimg.db.failures import connection_lost, describe
 from blogimg.db.jobs import ClaimedJob, JobContext
@@ -22,51 +22,33 @@ from blogimg.db.queue import JobQueue
 from blogimg.domain import (
     AttemptRecord,
     EventKind,
-    FinishedImage,
     ImageRequest,
     ProgressEvent,
     PromptKind,
-    ProviderImage,
     Size,
-    StoredVariant,
 )
 from blogimg.errors import (
     BlogimgError,
-    BudgetExceededError,
-    ConfigurationError,
     DatabaseUnavailableError,
     ImageRejectedError,
-    InputError,
     JobGoneError,
     OutOfSpaceError,
-    ProviderError,
     StorageError,
 )
 from blogimg.imaging.process import ImagingOptions, ProcessedImage, process_image
-from blogimg.pipeline.alt_text import derive_alt_text, shorten
+from blogimg.pipeline.alt_text import shorten
 from blogimg.pipeline.budget import Budget
 from blogimg.pipeline.chain import CaptionChain, ChainSuccess, ProviderChain
+from blogimg.pipeline.job_ledger import JobLedger
+from blogimg.pipeline.job_results import failure_code, finished_image, image_title
 from blogimg.providers.base import CaptionRequest
 from blogimg.storage.base import Storage
 
 log = logging.getLogger(__name__)
 EventCallback = Callable[[ProgressEvent], None]
-
-
-class JobLedger:
-    """The chain's ledger for one job: a pending row (and budget reservation) before each call."""
-
-    def __init__(self, ledger: Ledger, image_id: int, owner: str, budget: Budget | None) -> None:
-        self.ledger, self.image_id, self.owner, self.budget = ledger, image_id, owner, budget
-
-    async def open(self, provider: str, model: str | None, number: int, estimate: float | None) -> int:
-        return await self.ledger.open_attempt(
-            self.image_id, owner=self.owner, provider=provider, model=model, number=number,
-            estimate=estimate, budget=self.budget)
-
-    async def close(self, handle: object, record: AttemptRecord) -> None:
-        assert isinstance(handle, int)
-        await self.ledger.close_attempt(handle, record)
+#: Times one worker gives a job back uncounted for a lost database connection; then its claims
+#: count, so a job that loses its connection every time still ends (``max_attempts``).
+UNCOUNTED_GIVE_BACKS = 3
 
 
 class Worker:
@@ -115,6 +97,12 @@ class Worker:
         self.done = 0
         self.released = 0  #: jobs given back to the queue unfinished at shutdown
         self.stopped_by: OutOfSpaceError | None = None  #: the full disk that stopped the run, raised by run()
+        #: Seconds to stop claiming after a full disk (or a database out of reach), then carry on; None
+        #: ends the run instead (``generate``, ``worker``). A server's embedded worker must carry on.
+        self.resume_after: float | None = None
+        self._paused_until = 0.0
+        self._pauses = 0  #: pauses since an image last succeeded; while any, one job at a time
+        self._given_back: dict[int, int] = {}  #: image id → uncounted give-backs for a lost connection
 
     def stop(self, *, immediately: bool = False) -> None:
         """Stop claiming. Jobs in flight get ``shutdown_grace`` seconds to finish (none when
@@ -130,11 +118,17 @@ class Worker:
         try:
             while not self._stopping.is_set():
                 claimed: list[ClaimedJob] = []
-                free = self.concurrency - len(tasks)
-                if free > 0:
-                    await self._maintain_queue()
-                    claimed = await self.queue.claim(owner=self.owner, limit=free,
-                                                     lease_seconds=self.lease_seconds, batch_id=batch_id)
+                # After a pause, one job tries whether the outage is over: not a paid call per slot.
+                free = (1 if self._pauses else self.concurrency) - len(tasks)
+                if free > 0 and time.monotonic() >= self._paused_until:
+                    try:
+                        await self._maintain_queue()
+                        claimed = await self.queue.claim(owner=self.owner, limit=free,
+                                                         lease_seconds=self.lease_seconds, batch_id=batch_id)
+                    except (OutOfSpaceError, DatabaseUnavailableError) as error:
+                        if self.resume_after is None and not isinstance(error, OutOfSpaceError):
+                            raise
+                        self._halt(error)
                 for job in claimed:
                     self._held[job.image_id] = job
                     tasks.add(asyncio.create_task(self._run_job(job), name=f"blogimg-job-{job.image_id}"))
@@ -155,6 +149,22 @@ class Worker:
             beat.cancel()
             for task in tasks:
                 task.cancel()
+
+    def _halt(self, error: OutOfSpaceError | DatabaseUnavailableError) -> None:
+        """No new job while a disk is full or the database out of reach: no image's fault, and
+        starting more only spends money on images that cannot be saved. Jobs in flight go on."""
+        now = time.monotonic()
+        if self.resume_after is not None:
+            if now >= self._paused_until:  # one pause for the jobs in flight that fail alike; longer each time
+                self._pauses += 1
+                pause = self.resume_after * 2 ** min(self._pauses - 1, 4)
+                log.error("%s; no new image is started for %g s", describe(error), pause)
+                self._paused_until = now + pause
+        elif isinstance(error, OutOfSpaceError) and self.stopped_by is None:
+            # Said by run(), which raises it (one line from the CLI) once jobs in flight are done.
+            log.info("stopping: %s", error)
+            self.stopped_by = error
+            self.stop()
 
     async def _idle(self) -> None:
         # Sleep between polls, but wake at once when told to stop.
@@ -183,7 +193,8 @@ class Worker:
         await asyncio.gather(*unfinished, return_exceptions=True)
         for job in held:
             # Fenced: a job that did finish meanwhile no longer carries this token; nothing changes.
-            if await self.queue.release(job):
+            # Cut short by a full disk, not by its own fault: the claim is not counted.
+            if await self._release(job, counts=self.stopped_by is None):
                 self.released += 1
                 log.info("gave image %s back to the queue", job.image_id)
 
@@ -220,22 +231,19 @@ class Worker:
         except JobGoneError:
             log.info("image %s was deleted before it was made", job.image_id)
         except OutOfSpaceError as error:
-            # No fault of the image, and no retry soon frees a disk: the run stops (run() raises
-            # this), and its jobs go back to the queue for the run after space is freed.
-            if self.stopped_by is None:
-                self.stopped_by = error
-                self.stop(immediately=True)
-            await self._give_back(job)
+            # No fault of the image, and no retry soon frees a disk: the run stops or pauses (see
+            # _halt), and the job goes back to the queue for when space is freed.
+            self._halt(error)
+            await self._give_back(job, error)
         except DatabaseUnavailableError as error:  # lost through every retry: not the image's fault either
-            log.warning("image %s goes back to the queue: %s", job.image_id, error)
-            await self._give_back(job)
+            await self._give_back(job, error)
         except BlogimgError as error:
             # A failure we know by name (bad stored input, storage, configuration) is the image's
             # error code, not "internal": that code is kept for bugs.
             await self._fail(job, failure_code(error), str(error))
         except Exception as error:
             if connection_lost(error):  # a database call that was not retried lost its connection
-                await self._give_back(job)
+                await self._give_back(job, error)
                 return
             # Unexpected: record it on the row if we still can; otherwise the lease expires and
             # the job is claimed again, so nothing is lost either way. describe(): one line, and
@@ -290,13 +298,14 @@ class Worker:
             await self._fail(job, "storage", str(error))
             return
         caption = await self._caption(context, processed, ledger, len(result.attempts) + 1)
-        finished = self._finished_image(context, provider, image, result.attempts, processed,
-                                        generated_ms, processing_ms, caption)
+        finished = finished_image(context, provider, image, result.attempts, processed, generated_ms,
+                                  processing_ms, caption, self.alt_text_max_chars)
         if await self.queue.complete(job, finished):
             self._finish(job, EventKind.SUCCEEDED, provider)
         else:
             log.warning("image %s finished after its lease was lost; the new holder's result stands",
                         job.image_id)
+        await ledger.settle()
 
     async def _caption(self, context: JobContext, processed: ProcessedImage, ledger: JobLedger,
                        first_attempt: int) -> str | None:
@@ -319,19 +328,34 @@ class Worker:
             return None
         return shorten(result.result.text, self.alt_text_max_chars)
 
-    async def _give_back(self, job: ClaimedJob) -> None:
-        """Back to the queue, the claim not counted; when even that fails, its lease runs out."""
+    async def _give_back(self, job: ClaimedJob, why: Exception) -> None:
+        """Back to the queue, the claim not counted: a full disk never counts, a lost connection
+        only after UNCOUNTED_GIVE_BACKS times."""
+        counts = False
+        if not isinstance(why, OutOfSpaceError):
+            times = self._given_back[job.image_id] = self._given_back.get(job.image_id, 0) + 1
+            counts = times > UNCOUNTED_GIVE_BACKS
+            log.warning("image %s goes back to the queue%s: %s", job.image_id,
+                        f" (lost its connection {times} times: the claim counts)" if counts else "", describe(why))
+        await self._release(job, counts=counts)
+
+    async def _release(self, job: ClaimedJob, *, counts: bool) -> bool:
+        """Whether the job went back to the queue; when even that fails, its lease runs out."""
         try:
-            await self.queue.release(job, counts=False)
-        except Exception as error:  # a full database cannot take even this: say so only once, in run()
+            return await self.queue.release(job, counts=counts)
+        except Exception as error:  # a full database cannot take even this: said once, by _halt or run()
             log.log(logging.INFO if isinstance(error, OutOfSpaceError) else logging.WARNING,
                     "could not give image %s back to the queue: %s", job.image_id, describe(error))
+            return False
 
     async def _fail(self, job: ClaimedJob, code: str, message: str) -> None:
         if await self.queue.fail(job, code, message):
             self._finish(job, EventKind.FAILED, f"{code}: {message}")
 
     def _finish(self, job: ClaimedJob, kind: EventKind, detail: str) -> None:
+        self._given_back.pop(job.image_id, None)
+        if kind is EventKind.SUCCEEDED:
+            self._pauses = 0
         self.done += 1
         self._emit(ProgressEvent(kind, image_id=job.image_id, done=self.done, detail=detail))
 
@@ -343,49 +367,12 @@ class Worker:
         return ImageRequest(
             prompt=prompt.prompt, size=Size.parse(prompt.size),
             quality=context.options.get("quality") or self.quality,
-            kind=PromptKind(prompt.kind), title=_title(context),
+            kind=PromptKind(prompt.kind), title=image_title(context),
             subtitle="" if standalone else prompt.heading or prompt.alt_hint,
             tags=() if standalone else tuple(post.tags or ()), variation=context.variation,
         )
-
-    def _finished_image(self, context: JobContext, provider: str, image: ProviderImage,
-                        attempts: Sequence[AttemptRecord], processed: ProcessedImage,
-                        generated_ms: int, processing_ms: int, caption: str | None) -> FinishedImage:
-        prompt, post, master = context.prompt, context.post, processed.master
-        costs = [attempt.cost_usd for attempt in attempts]
-        # One unknown price makes the image's total unknown: never report a guess as a fact.
-        known = [cost for cost in costs if cost is not None]
-        cost = round(sum(known), 6) if len(known) == len(costs) else None
-        alt_text = caption or derive_alt_text(
-            kind=prompt.kind, prompt=prompt.prompt, title=_title(context), summary=post.summary,
-            heading=prompt.heading, alt_hint=prompt.alt_hint, provider_alt=image.alt_text,
-            max_chars=self.alt_text_max_chars)
-        return FinishedImage(
-            provider=provider, model=image.model, cost_usd=cost,
-            latency_ms=generated_ms, processing_ms=processing_ms,
-            width=master.width, height=master.height, format=master.format,
-            bytes_original=processed.bytes_in, bytes_stored=len(master.data),
-            sha256=master.sha256, storage_key=master.storage_key,
-            thumbnail_key=processed.thumbnail.storage_key, alt_text=alt_text,
-            revised_prompt=image.revised_prompt, lqip=processed.lqip, dominant_color=processed.dominant_color,
-            variants=tuple(StoredVariant(file.format, file.width, file.height, len(file.data), file.storage_key)
-                           for file in processed.variants))
 
     def _emit(self, event: ProgressEvent) -> None:
         if self._on_event is not None:
             self._on_event(event)
 
-
-def _title(context: JobContext) -> str:
-    """The title an image illustrates: its post's, or its own prompt's when sent without a post."""
-    return context.prompt.prompt if context.post.slug == API_POST_SLUG else context.post.title
-
-
-def failure_code(error: BlogimgError) -> str:
-    """The error code an image fails with for an error blogimg raised on purpose."""
-    codes: tuple[tuple[type[BlogimgError], str], ...] = (
-        (ImageRejectedError, "image_rejected"), (StorageError, "storage"), (BudgetExceededError, "budget"),
-        (InputError, "invalid"), (ConfigurationError, "configuration"))
-    if isinstance(error, ProviderError):
-        return error.code
-    return next((code for kind, code in codes if isinstance(error, kind)), "failed")
