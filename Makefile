@@ -46,6 +46,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.orchestration
 	$(BIN)/python -m bench.database
 	$(BIN)/python -m bench.api
+	$(BIN)/python -m bench.events
 	$(BIN)/python -m bench.report
 
 lint: $(DEV_STAMP)

@@ -48,6 +48,9 @@ on_both_engines = pytest.mark.parametrize("database_url", ENGINES, indirect=True
 #: The API key the app under test accepts (tests/api/conftest.py), and the header that sends it.
 API_KEY = "test-key-0123456789"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+#: Its read-only key (BLOGIMG_API_READ_KEYS): sees everything, changes nothing.
+READ_KEY = "read-key-0123456789"
+READ_AUTH = {"Authorization": f"Bearer {READ_KEY}"}
 
 
 # --- posts and providers ---------------------------------------------------------------------

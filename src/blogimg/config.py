@@ -15,7 +15,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -116,7 +116,12 @@ class Settings(BaseSettings):
     alt_text_model: str | None = Field(None, description="Vision model for captions (default per provider).")
     alt_text_max_chars: int = Field(125, ge=20, le=1000, description="Longest alt text.")
     api_keys: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Keys that may change things through the API (Bearer); none = open.")
+        default_factory=list,
+        description="Full keys: with any key set, the API and the page need one (Bearer or signed in); none = open.")
+    api_read_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Read-only keys: see everything, change nothing (403 on mutating routes).")
+    session_hours: float = Field(
+        12.0, gt=0, le=24 * 366, description="How long a page sign-in lasts, hours.")
     max_request_bytes: int = Field(1_048_576, ge=1024, description="Largest API request body.")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -204,7 +209,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"rate limit of {name!r} must be positive images per minute")
         return value
 
-    @field_validator("providers", "api_keys", "variant_widths", "variant_formats", "cors_origins", mode="before")
+    @field_validator("providers", "api_keys", "api_read_keys", "variant_widths", "variant_formats", "cors_origins",
+                     mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         # Environment variables arrive as "a,b" or as a JSON list; accept both.
@@ -215,6 +221,14 @@ class Settings(BaseSettings):
                 except json.JSONDecodeError as error:
                     raise ValueError(f"not a JSON list: {error}") from None
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_read_keys")
+    @classmethod
+    def _one_role_per_key(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # Never name the key: this line reaches terminals and logs.
+        if set(value) & set(info.data.get("api_keys") or ()):
+            raise ValueError("a key is in both BLOGIMG_API_KEYS and BLOGIMG_API_READ_KEYS; give each key one role")
         return value
 
     @field_validator("cors_origins")

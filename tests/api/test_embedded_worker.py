@@ -21,7 +21,7 @@ def test_the_embedded_worker_pauses_on_a_full_disk_and_makes_the_image_after(
     storage, provider = FullDisk(), FakeProvider("fake")
     app = api_app.create_app(api_settings.model_copy(update={"providers": ["fake"]}), storage=storage,
                              run_worker=True, registry=registry_with(provider))
-    with caplog.at_level(logging.INFO, logger="blogimg"), TestClient(app) as client:
+    with caplog.at_level(logging.INFO, logger="blogimg"), TestClient(app, headers=AUTH) as client:
         batch = client.post("/api/images/generate", headers=AUTH,
                             json={"prompts": [{"prompt": "a lighthouse at dawn", "kind": "cover"}]})
         assert batch.status_code == 202, batch.text

@@ -65,7 +65,8 @@ def test_a_base_url_over_the_api_serves_files_under_files_and_leaves_the_api_alo
         api_settings: Settings, base: str, caplog: pytest.LogCaptureFixture) -> None:
     settings = _local(api_settings, base)
     stored = _store_a_file(settings)
-    with caplog.at_level(logging.WARNING, logger="blogimg.api.files"), TestClient(create_app(settings)) as client:
+    with (caplog.at_level(logging.WARNING, logger="blogimg.api.files"),
+          TestClient(create_app(settings), headers=AUTH) as client):
         assert client.get(f"/files/{KEY}").content == stored
         assert client.get("/healthz").status_code == 200
         assert client.get("/api/images/search").json() == {"items": [], "next_cursor": None}

@@ -83,12 +83,13 @@ def test_errors_have_one_shape(client: TestClient) -> None:
 @pytest.mark.parametrize(("method", "path"), [
     ("POST", "/api/images/generate"), ("PUT", "/api/images/1"), ("DELETE", "/api/images/1"),
     ("POST", "/api/images/1/retry"), ("POST", "/api/images/1/repair"), ("POST", "/api/images/cleanup"),
-    ("POST", "/api/posts"),
+    ("POST", "/api/images/retry"), ("POST", "/api/posts"),
 ])
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong-key", "Basic dGVzdA==", "Bearer "])
-def test_every_mutating_route_needs_a_key(client: TestClient, method: str, path: str, authorization: str | None) -> None:
+def test_every_mutating_route_needs_a_key(client_without_key: TestClient, method: str, path: str,
+                                         authorization: str | None) -> None:
     headers = {"Authorization": authorization} if authorization is not None else {}
-    response = client.request(method, path, json={"prompts": [{"prompt": "x"}]}, headers=headers)
+    response = client_without_key.request(method, path, json={"prompts": [{"prompt": "x"}]}, headers=headers)
     assert response.status_code == 401 and response.json()["error"]["code"] == "unauthorized"
     assert response.headers["www-authenticate"] == "Bearer"
 
@@ -100,7 +101,7 @@ def test_every_mutating_route_in_the_schema_is_covered(client: TestClient) -> No
     covered = {("POST", "/api/images/generate"), ("PUT", "/api/images/{image_id}"),
                ("DELETE", "/api/images/{image_id}"), ("POST", "/api/images/{image_id}/retry"),
                ("POST", "/api/images/{image_id}/repair"),
-               ("POST", "/api/images/cleanup"), ("POST", "/api/posts")}
+               ("POST", "/api/images/cleanup"), ("POST", "/api/images/retry"), ("POST", "/api/posts")}
     assert mutating == covered
 
 
@@ -121,7 +122,7 @@ def test_idempotency_two_concurrent_requests_make_one_batch(api_settings: Settin
     app = create_app(api_settings, storage=MemoryStorage())
     body = {"prompts": [{"prompt": f"scene {n}"} for n in range(5)]}
     answers: list = []
-    with TestClient(app) as client:
+    with TestClient(app, headers=AUTH) as client:
         barrier = threading.Barrier(8)
 
         def send() -> None:

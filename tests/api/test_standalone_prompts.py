@@ -30,7 +30,7 @@ def drain_with_cards(settings: Settings, storage: MemoryStorage) -> None:
 
 def test_an_api_prompt_is_its_own_subject_and_variations_differ(api_settings: Settings) -> None:
     storage = MemoryStorage()
-    with TestClient(create_app(api_settings, storage=storage)) as client:
+    with TestClient(create_app(api_settings, storage=storage), headers=AUTH) as client:
         batch = client.post("/api/images/generate", headers=AUTH, json={
             "prompts": [{"prompt": "a lighthouse at dawn", "kind": "cover"}], "options": {"variations": 2}}).json()
         drain_with_cards(api_settings, storage)

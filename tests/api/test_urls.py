@@ -12,7 +12,7 @@ from tests.support import AUTH, make_images
 
 def test_a_new_base_url_moves_every_stored_url(api_settings: Settings) -> None:
     made_under = MemoryStorage(public_base_url="https://old.example.test/img/")
-    with TestClient(create_app(api_settings, storage=made_under)) as client:
+    with TestClient(create_app(api_settings, storage=made_under), headers=AUTH) as client:
         image_id = client.post("/api/images/generate", json={"prompts": [{"prompt": "a lighthouse"}]},
                                headers=AUTH).json()["image_ids"][0]
         make_images(api_settings, made_under)
@@ -21,7 +21,7 @@ def test_a_new_base_url_moves_every_stored_url(api_settings: Settings) -> None:
 
     moved = MemoryStorage(public_base_url="https://cdn.example.test/")
     moved.files.update(made_under.files)
-    with TestClient(create_app(api_settings, storage=moved)) as client:
+    with TestClient(create_app(api_settings, storage=moved), headers=AUTH) as client:
         after = client.get(f"/api/images/{image_id}").json()
     urls = [after["url"], after["thumbnail_url"], *(variant["url"] for variant in after["variants"])]
     assert after["variants"] and all(url.startswith("https://cdn.example.test/") for url in urls)

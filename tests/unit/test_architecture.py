@@ -13,7 +13,11 @@ import pytest
 
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "blogimg"
 #: The one module allowed to write ``generated_images.status``.
-QUEUE_MODULE = "blogimg.db.queue"
+QUEUE_MODULE = "blogimg.db.queue"  #: a package: its modules together are the one owner
+
+
+def _in_queue(module: str) -> bool:
+    return module == QUEUE_MODULE or module.startswith(QUEUE_MODULE + ".")
 
 
 def module_name(path: Path, root: Path = SOURCE) -> str:
@@ -142,8 +146,9 @@ def test_the_cycle_finder_finds_a_circle_hidden_in_a_function(tmp_path: Path) ->
 
 def test_only_the_queue_writes_a_jobs_status() -> None:
     writers = {name: lines for name, tree in modules().items() if (lines := status_writes(tree))}
-    assert QUEUE_MODULE in writers, "the check found no status writes at all: it is not looking"
-    assert {name: lines for name, lines in writers.items() if name != QUEUE_MODULE} == {}
+    queue_writers = {name for name in writers if _in_queue(name)}
+    assert queue_writers, "the check found no status writes at all: it is not looking"
+    assert {name: lines for name, lines in writers.items() if not _in_queue(name)} == {}
 
 
 @pytest.mark.parametrize("source", [

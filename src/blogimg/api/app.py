@@ -1,9 +1,10 @@
 """``create_app(settings)``: the REST API and what its lifespan owns.
 
-Every error leaves as ``{"error": {"code", "message"}}`` (api/errors.py). Mutating routes need
-``Authorization: Bearer <key>`` when ``BLOGIMG_API_KEYS`` is set (api/deps.py). Bodies above
-``max_request_bytes`` get 413 before any handler reads them. Browsers on ``cors_origins`` may
-call it (CORS); ``/docs`` needs no network (api/docs.py); local files are served (api/files.py).
+Every error leaves as ``{"error": {"code", "message"}}`` (api/errors.py). With keys configured,
+every route but /healthz, sign-in and the docs needs a key or a signed-in session (api/auth.py).
+Bodies above ``max_request_bytes`` get 413 before any handler reads them. Browsers on
+``cors_origins`` may call it (CORS); ``/docs`` needs no network (api/docs.py); local files are
+served (api/files.py).
 """
 
 from __future__ import annotations
@@ -14,21 +15,26 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from blogimg.api.deps import ApiState, digest
+from blogimg.api.auth import authenticate, document_security
+from blogimg.api.deps import ApiState
 from blogimg.api.docs import install_docs
 from blogimg.api.errors import error_response, install_error_handlers
 from blogimg.api.files import mount_local_files
-from blogimg.api.routes import batches, events, images, posts, service
+from blogimg.api.keys import KeyRing
+from blogimg.api.routes import batches, events, failures, images, posts, service
 from blogimg.config import Settings
 from blogimg.db.failures import describe
 from blogimg.pipeline.worker import Worker
 from blogimg.providers.registry import ProviderRegistry
 from blogimg.storage.base import Storage
 from blogimg.storage.factory import build_storage
+from blogimg.web import failures as failures_page
+from blogimg.web import gallery, image_page, overview, posts_page, sign_in
+from blogimg.web.assets import mount_static
 
 log = logging.getLogger(__name__)
 #: Seconds the embedded worker starts no image after a full disk (or a database out of reach) before
@@ -90,7 +96,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None, run_worker
     registry = registry or ProviderRegistry()
     state = ApiState(settings=settings, storage=storage or build_storage(settings), registry=registry,
                      with_worker=run_worker, provider_names=frozenset(registry.names()),
-                     key_digests=tuple(digest(key) for key in settings.api_keys))
+                     keys=KeyRing.from_settings(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,16 +117,23 @@ def create_app(settings: Settings, *, storage: Storage | None = None, run_worker
             await state.close()
 
     app = FastAPI(title="blogimg", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Images for blog posts: generate, optimize, store and catalogue.")
+                  description="Images for blog posts: generate, optimize, store and catalogue.",
+                  dependencies=[Depends(authenticate)])  # on every route: none can forget it
     app.state.api = state
     install_error_handlers(app)
     _document_provider_names(app, sorted(state.provider_names))
-    routers = (images.router, posts.router, batches.router, events.router, service.router)
+    document_security(app)
+    # failures before images: GET /api/images/{image_id} would take "failures" for an id
+    routers: tuple[APIRouter, ...] = (failures.router, images.router, posts.router, batches.router, events.router, service.router)
+    routers += (overview.router, gallery.router, posts_page.router)  # the status page's views (web/)
+    routers += (image_page.router, failures_page.router)
+    routers += (sign_in.router,)  # /sign-in, /sign-out
     for router in routers:
         app.include_router(router)
     install_docs(app)
+    mount_static(app)  # the page's CSS and scripts at /static: before the stored files, which must not cover it
     # The routers' own routes: the app lists an included router as one entry with no path.
-    api_paths = [str(getattr(route, "path", "")) for owner in (app, *routers) for route in owner.routes]
+    api_paths = [str(getattr(route, "path", "")) for owner in (app.router, *routers) for route in owner.routes]
     mount_local_files(app, settings, api_paths)  # last, so that it knows every path it must not cover
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     if settings.cors_origins:

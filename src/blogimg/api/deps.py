@@ -1,20 +1,19 @@
-"""What handlers depend on, named as types: the runtime's parts, the settings, and the key check.
+"""What handlers depend on, named as types: the runtime's parts and the settings.
 
-Keys are kept only as SHA-256 digests and compared in constant time.
+Who may call what is api/auth.py's: one dependency of the whole app, over the keys held here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
-from blogimg.api.errors import ApiError
+from blogimg.api.event_hub import EventHub
+from blogimg.api.keys import KeyRing
 from blogimg.config import Settings
 from blogimg.db.catalog import Catalog
 from blogimg.db.database import Database
@@ -22,10 +21,6 @@ from blogimg.db.reporting import Reporting
 from blogimg.pipeline.runtime import Runtime, open_runtime
 from blogimg.providers.registry import ProviderRegistry
 from blogimg.storage.base import Storage
-
-
-def digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
 
 
 @dataclass
@@ -37,8 +32,9 @@ class ApiState:
     registry: ProviderRegistry
     with_worker: bool
     provider_names: frozenset[str]
-    key_digests: tuple[bytes, ...]
+    keys: KeyRing  #: digests of the full and read-only keys (api/keys.py)
     runtime: Runtime | None = None
+    event_hub: EventHub | None = None  #: the one poller of events for every SSE client (api/event_hub.py)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _stack: contextlib.AsyncExitStack | None = None
 
@@ -53,24 +49,19 @@ class ApiState:
                     self._stack = stack
         return self.runtime
 
+    async def open_event_hub(self) -> EventHub:
+        if self.event_hub is None:
+            catalog = (await self.open()).database.catalog
+            self.event_hub = self.event_hub or EventHub(catalog)
+        return self.event_hub
+
     async def close(self) -> None:
+        if self.event_hub is not None:  # first: it reads through the runtime's database
+            hub, self.event_hub = self.event_hub, None
+            await hub.close()
         if self._stack is not None:
             stack, self._stack, self.runtime = self._stack, None, None
             await stack.aclose()
-
-    def check_key(self, authorization: str | None) -> None:
-        """Raise 401 unless keys are off or the bearer key is one of them (constant-time compare)."""
-        if not self.key_digests:
-            return
-        scheme, _, token = (authorization or "").partition(" ")
-        offered = digest(token.strip()) if scheme.lower() == "bearer" and token.strip() else b""
-        # Compare against every key, always, so timing says nothing about which one nearly matched.
-        matched = False
-        for known in self.key_digests:
-            matched |= hmac.compare_digest(offered, known)
-        if not matched:
-            raise ApiError(401, "unauthorized", "a valid API key is required: Authorization: Bearer <key>",
-                           {"WWW-Authenticate": "Bearer"})
 
 
 def api_state(request: Request) -> ApiState:
@@ -94,15 +85,8 @@ async def reporting(request: Request) -> Reporting:
     return (await database(request)).reporting
 
 
-async def authorized(request: Request,
-                     authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None) -> None:
-    """Mutating routes depend on this: 401 unless keys are off or a valid one is given."""
-    api_state(request).check_key(authorization)
-
-
 StateDep = Annotated[ApiState, Depends(api_state)]
 RuntimeDep = Annotated[Runtime, Depends(runtime)]
 DatabaseDep = Annotated[Database, Depends(database)]
 CatalogDep = Annotated[Catalog, Depends(catalog)]
 ReportingDep = Annotated[Reporting, Depends(reporting)]
-Authorized = Depends(authorized)

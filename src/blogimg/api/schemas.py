@@ -216,3 +216,64 @@ class BatchOut(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"]
     database: Literal["ok"]
+
+
+# Attempts, failures and bulk retry (the image and failures views) --------------------------------
+
+class AttemptOut(BaseModel):
+    attempt: int = Field(description="The claim of the job this call was made under (1, 2, …)")
+    provider: str
+    model: str | None
+    outcome: str = Field(description="ok, refused, transient, quota, invalid, empty; pending while in flight")
+    http_status: int | None
+    latency_ms: int
+    cost_usd: float | None = Field(description="null when the price is unknown or the call is in flight")
+    estimated_cost_usd: float | None = Field(description="What the budget reserved before the call")
+    error: str | None
+    started_at: datetime
+
+
+class AttemptList(BaseModel):
+    items: list[AttemptOut] = Field(description="Oldest first")
+
+
+class CountedOut(BaseModel):
+    value: str
+    count: int = Field(description="Failed images")
+
+
+class FailedImageOut(BaseModel):
+    id: int
+    post_id: int
+    prompt: str
+    error_message: str | None
+    failed_at: datetime | None
+
+
+class FailureGroupOut(BaseModel):
+    error_code: str
+    count: int
+    newest_at: datetime | None = Field(description="When the newest of these images failed")
+    providers: list[CountedOut] = Field(description="Providers called for these images, by images")
+    messages: list[CountedOut] = Field(description="The commonest messages, most images first")
+    examples: list[FailedImageOut] = Field(description="The newest images of the group")
+
+
+class FailuresOut(BaseModel):
+    total: int = Field(description="Failed images the filter matches")
+    groups: list[FailureGroupOut] = Field(description="Most images first")
+    other_codes: int = Field(description="Error codes matched but left out of groups")
+    retry_limit: int = Field(description="The most images one POST /api/images/retry queues")
+
+
+class BulkRetryRequest(Strict):
+    """The search filters; status is always ``failed``. An empty body means every failed image."""
+
+    q: Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)] | None = Field(
+        None, description="Text in the prompt or alt text")
+    provider: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_NUL)] | None = None
+    post_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    kind: Kind | None = None
+    error_code: Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=NO_NUL)] | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None

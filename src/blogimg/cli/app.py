@@ -29,7 +29,7 @@ def main_options(
 
 
 for command in (run.init, run.generate, run.worker, run.serve, catalogue.stats, catalogue.search,
-                run.retry, catalogue.cleanup, catalogue.providers):
+                run.retry, catalogue.cleanup, catalogue.providers, catalogue.rebuild_rollups):
     app.command()(command)
 
 

@@ -1,8 +1,9 @@
-"""Commands that read the catalogue: ``stats``, ``search``, ``cleanup`` and ``providers``."""
+"""Commands that read the catalogue: ``stats``, ``search``, ``cleanup``, ``providers`` and ``rebuild-rollups``."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -25,6 +26,7 @@ from blogimg.db.catalog import Page
 from blogimg.db.database import Database
 from blogimg.db.engine import sqlite_file
 from blogimg.db.reporting import Totals
+from blogimg.db.rollups import RebuildReport, rebuild
 from blogimg.domain import Status
 from blogimg.errors import BlogimgError, ConfigurationError
 from blogimg.pipeline.cleanup import CleanupReport, find_orphans
@@ -77,6 +79,25 @@ def stats() -> None:
                               f"{row.mean_latency_ms} ms")
         console.print(providers)
         console.print(bytes_line(totals.bytes_original, totals.bytes_stored))
+
+    guarded(work)
+
+
+def rebuild_rollups() -> None:
+    """Recompute the daily rollups (what the stats and the status page read) from images and ledger."""
+
+    def work() -> None:
+        settings = _catalogue_settings()
+
+        async def run() -> RebuildReport:
+            async with _database(settings) as database:  # opening migrates: 0008 makes and fills them
+                return await rebuild(database.engine)
+
+        started = time.perf_counter()
+        with console.status("rebuilding rollups (writers wait until it is done)…"):
+            report = asyncio.run(run())
+        console.print(f"rebuilt rollups: {report.images:,} images and {report.calls:,} provider calls "
+                      f"in {report.rows:,} rows ({time.perf_counter() - started:.1f} s)", highlight=False)
 
     guarded(work)
 

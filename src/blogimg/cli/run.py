@@ -126,7 +126,7 @@ def serve(
 
     def work() -> None:
         settings = load_settings()
-        if not settings.api_keys and not insecure and not _is_loopback(host):
+        if not (settings.api_keys or settings.api_read_keys) and not insecure and not _is_loopback(host):
             raise BlogimgError(
                 f"refusing to listen on {host} with no API keys: anyone could change things. "
                 "Set BLOGIMG_API_KEYS, listen on 127.0.0.1, or pass --insecure")
@@ -135,7 +135,8 @@ def serve(
             from blogimg.api.server import ServerLimits, run_server
         except ImportError as error:
             raise BlogimgError(f"serve needs the server extra ({error.name}): pip install 'blogimg[server]'") from None
-        console.log(f"blogimg API on http://{host}:{port} (docs at /docs){' with a worker' if worker else ''}")
+        console.log(f"blogimg on http://{host}:{port}: the status page at /, the API under /api (docs at /docs)"
+                    f"{', with a worker' if worker else ''}")
         run_server(create_app(settings, run_worker=worker), host=host, port=port,
                    limits=ServerLimits.from_settings(settings))
 

@@ -181,9 +181,12 @@ class Catalog:
 
     async def search(self, *, text: str | None, provider: str | None, status: Status | None, post_id: int | None,
                      created_from: datetime | None, created_to: datetime | None, cursor: str | None,
-                     limit: int) -> Page:
+                     limit: int, kind: PromptKind | None = None) -> Page:
         """Newest first, by keyset (created_at, id): page 500,000 costs what page 1 does."""
         query = select(GeneratedImage)
+        if kind is not None:  # the prompt's kind: one primary-key lookup per row the index walk reads
+            query = query.join(ImagePromptRow, ImagePromptRow.id == GeneratedImage.prompt_id).where(
+                ImagePromptRow.kind == kind)
         for column, value in ((GeneratedImage.provider, provider), (GeneratedImage.status, status),
                               (GeneratedImage.post_id, post_id)):
             if value is not None:
@@ -218,10 +221,13 @@ class Catalog:
         matching_prompts = select(ImagePromptRow.id).where(ImagePromptRow.prompt.ilike(pattern, escape="\\"))
         return or_(GeneratedImage.prompt_id.in_(matching_prompts), GeneratedImage.alt_text.ilike(pattern, escape="\\"))
 
-    async def events_after(self, last_id: int, limit: int = 200) -> list[ImageEvent]:
+    async def events_after(self, last_id: int, limit: int = 200, through: int | None = None) -> list[ImageEvent]:
+        """Up to ``limit`` events after ``last_id`` (and up to ``through``, when given), in id order."""
+        query = select(ImageEvent).where(ImageEvent.id > last_id)
+        if through is not None:
+            query = query.where(ImageEvent.id <= through)
         async with self.sessions() as session:
-            return list(await session.scalars(
-                select(ImageEvent).where(ImageEvent.id > last_id).order_by(ImageEvent.id).limit(limit)))
+            return list(await session.scalars(query.order_by(ImageEvent.id).limit(limit)))
 
     async def latest_event_id(self) -> int:
         async with self.sessions() as session:

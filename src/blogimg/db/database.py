@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from blogimg.db.attempts import AttemptHistory
 from blogimg.db.catalog import Catalog
 from blogimg.db.engine import open_database
+from blogimg.db.failed_images import FailedImages
 from blogimg.db.ledger import Ledger
 from blogimg.db.posts import Posts
 from blogimg.db.queue import JobQueue
 from blogimg.db.reporting import Reporting
+from blogimg.db.sessions import WebSessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,13 +29,17 @@ class Database:
     catalog: Catalog
     reporting: Reporting
     posts: Posts
+    web_sessions: WebSessions  #: page sign-ins
+    attempts: AttemptHistory  #: each image's provider calls, from the ledger
+    failed_images: FailedImages  #: failures by error code; what a bulk retry matches
 
     @classmethod
     async def open(cls, database_url: str) -> Database:
         """Open (and migrate, on first use) the database at ``database_url``."""
         engine, sessions = await open_database(database_url)
         return cls(engine, sessions, JobQueue(engine, sessions), Ledger(sessions), Catalog(engine, sessions),
-                   Reporting(engine, sessions), Posts(sessions))
+                   Reporting(engine, sessions), Posts(sessions), WebSessions(sessions),
+                   AttemptHistory(sessions), FailedImages(engine, sessions))
 
     async def ping(self) -> None:
         """Raise unless the database answers."""

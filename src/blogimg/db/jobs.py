@@ -55,6 +55,8 @@ class FailedToRetry:
     """Failed images to make again: these ids, or every failed image when None."""
 
     image_ids: Sequence[int] | None = None
+    idempotency_key: str | None = None  #: a repeat with this key answers with the batch the first made
+    request_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

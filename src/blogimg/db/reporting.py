@@ -3,22 +3,29 @@
 One place, one definition of each number. Money always comes from the ledger
 (``generation_attempts``), the record of every call, so the CLI, the API and /metrics agree; a
 call of unknown price adds nothing to a sum and is counted as unknown instead.
+
+Daily stats, the day series, provider health and the overview's totals read the rollups
+(db/rollups.py), kept by triggers in the transactions that change the rows: their cost does not
+grow with the catalogue. Days are UTC days. Those reports live in db/rollup_reports.py; their
+types are re-exported here, so every report's type is imported from this module.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
 from blogimg.db.failures import reconnecting
 from blogimg.db.ledger import LedgerTotals, batch_totals
+from blogimg.db.rollup_reports import CostTotals as CostTotals
+from blogimg.db.rollup_reports import DailyStats as DailyStats
+from blogimg.db.rollup_reports import DaySeries as DaySeries
+from blogimg.db.rollup_reports import ProviderHealth as ProviderHealth
+from blogimg.db.rollup_reports import RollupReports, zero_counts
 from blogimg.db.tables import Batch, BlogPost, GeneratedImage, GenerationAttempt
 from blogimg.domain import Outcome, Status
 
@@ -73,43 +80,16 @@ class Totals:
     bytes_stored: int
 
 
-@dataclass(frozen=True, slots=True)
-class DailyStats:
-    """Images of one provider, model and status made on one UTC day."""
-
-    provider: str | None
-    model: str | None
-    status: Status
-    day: str
-    count: int
-    success_rate: float | None  #: succeeded / all of this provider, model and day
-    latency_p50_ms: float | None
-    latency_p95_ms: float | None
-    cost_usd: float
-    unknown_cost_images: int
-    bytes_stored: int
-
-
 _IDS_PER_QUERY = 10_000
-_DayKey = tuple[str | None, str | None, Status, str]  #: provider, model, status, UTC day
 
 
-def percentile(values: Sequence[int], fraction: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return float(ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))])
-
-
-def _zero_counts() -> dict[Status, int]:
-    return {status: 0 for status in Status}
-
-
-class Reporting:
-    """Read-only queries that summarise the catalogue."""
+class Reporting(RollupReports):
+    """Read-only queries that summarise the catalogue (daily stats, series, provider health and the
+    overview's totals come from the rollups: db/rollup_reports.py)."""
 
     def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self.engine, self.sessions = engine, sessions
+        super().__init__(engine)
+        self.sessions = sessions
 
     async def batch_progress(self, batch_id: int) -> BatchProgress | None:
         async with self.sessions() as session:
@@ -122,7 +102,7 @@ class Reporting:
             members = ([GeneratedImage.id.in_(batch.image_ids[start:start + _IDS_PER_QUERY])
                         for start in range(0, len(batch.image_ids), _IDS_PER_QUERY)]
                        if batch.image_ids is not None else [GeneratedImage.batch_id == batch_id])
-            counts = _zero_counts()
+            counts = zero_counts()
             for member in members:
                 for status, count in (await session.execute(
                         select(GeneratedImage.status, func.count()).where(member).group_by(GeneratedImage.status))):
@@ -184,54 +164,8 @@ class Reporting:
         return Totals(int(posts or 0), by_status, await self.provider_calls(), int(original or 0),
                       int(stored or 0))
 
-    async def daily(self) -> list[DailyStats]:
-        """Per provider, model, status and day: counts, success rate, p50/p95 latency, cost, bytes."""
-        image = GeneratedImage
-        day = self._day(image.created_at)
-        group = (image.provider, image.model, image.status, day)
-        async with self.sessions() as session:
-            rows = (await session.execute(
-                select(*group, func.count(), func.coalesce(func.sum(image.bytes_stored), 0))
-                .group_by(*group).order_by(day, image.provider, image.model, image.status))).all()
-            # Cost from the ledger, by the group of the image each call was for.
-            calls = (await session.execute(
-                select(*group, func.coalesce(func.sum(GenerationAttempt.cost_usd), 0.0),
-                       func.count(func.distinct(case(
-                           ((GenerationAttempt.cost_usd.is_(None)) & (image.status == Status.SUCCEEDED), image.id)))))
-                .join(image, image.id == GenerationAttempt.image_id).group_by(*group))).all()
-            timings = (await session.execute(
-                select(*group, image.latency_ms).where(image.latency_ms.is_not(None)))).all()
-        latencies: dict[_DayKey, list[int]] = defaultdict(list)
-        for provider, model, status, when, latency in timings:
-            latencies[(provider, model, status, str(when))].append(latency or 0)
-        cost = {(provider, model, status, str(when)): (float(total or 0.0), int(unknown or 0))
-                for provider, model, status, when, total, unknown in calls}
-        finished: dict[tuple[str | None, str | None, str], list[int]] = defaultdict(lambda: [0, 0])
-        for provider, model, status, when, count, _ in rows:
-            finished[(provider, model, str(when))][0] += count
-            finished[(provider, model, str(when))][1] += count if status == Status.SUCCEEDED else 0
-        result = []
-        for provider, model, status, when, count, stored in rows:
-            key = (provider, model, status, str(when))
-            everything, succeeded = finished[(provider, model, str(when))]
-            values = latencies.get(key, [])
-            total, unknown = cost.get(key, (0.0, 0))
-            result.append(DailyStats(
-                provider=provider, model=model, status=status, day=str(when), count=count,
-                success_rate=round(succeeded / everything, 4) if everything else None,
-                latency_p50_ms=percentile(values, 0.5), latency_p95_ms=percentile(values, 0.95),
-                cost_usd=round(total, 6), unknown_cost_images=unknown, bytes_stored=int(stored or 0)))
-        return result
-
-    def _day(self, column: InstrumentedAttribute[datetime]) -> ColumnElement[str]:
-        # The UTC day as text, spelled per engine (SQLite has no DATE type to cast to).
-        if self.engine.dialect.name == "sqlite":
-            return func.strftime("%Y-%m-%d", column)
-        return func.to_char(column, "YYYY-MM-DD")
-
-
 async def _status_counts(session: AsyncSession) -> dict[Status, int]:
-    counts = _zero_counts()
+    counts = zero_counts()
     counts.update((await session.execute(
         select(GeneratedImage.status, func.count()).group_by(GeneratedImage.status))).all())
     return counts

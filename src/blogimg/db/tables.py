@@ -12,12 +12,14 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Dialect,
     Float,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     TypeDecorator,
@@ -235,3 +237,91 @@ class ImageEvent(Base):
     batch_id: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[Status] = mapped_column(EnumText(Status))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# Rollups (migration 0008; db/rollups.py): what the stats and the status page read instead of
+# scanning images and calls. Database triggers keep them in step with every write. Keys are never
+# NULL ('' stands for no provider or model, bucket -1 for no latency) so one key is one row.
+
+_ROLLUP_ID = BigInteger().with_variant(Integer, "sqlite")  #: a delta's id; SQLite's rowid is 64-bit anyway
+
+
+class LatencyBucket(Base):
+    """One bucket of the rollups' latency histograms: latencies up to ``upper_ms`` above the last bound."""
+
+    __tablename__ = "rollup_latency_buckets"
+
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    upper_ms: Mapped[int] = mapped_column(BigInteger, unique=True)
+
+
+class _ImageRollupColumns:
+    """Images by UTC day of ``created_at``, provider, model, status and latency bucket."""
+
+    day: Mapped[str] = mapped_column(String(10))
+    provider: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(128))
+    status: Mapped[Status] = mapped_column(EnumText(Status))
+    latency_bucket: Mapped[int] = mapped_column(Integer)
+    images: Mapped[int] = mapped_column(BigInteger)
+    bytes_original: Mapped[int] = mapped_column(BigInteger)
+    bytes_stored: Mapped[int] = mapped_column(BigInteger)
+    cost_usd: Mapped[float] = mapped_column(Float)  #: known cost of every ledger call made for these images
+    unknown_cost_images: Mapped[int] = mapped_column(BigInteger)  #: succeeded ones with a call of unknown cost
+
+
+class ImageRollup(_ImageRollupColumns, Base):
+    __tablename__ = "image_rollups"
+    __table_args__ = (PrimaryKeyConstraint("day", "provider", "model", "status", "latency_bucket"),)
+
+
+class ImageRollupDelta(_ImageRollupColumns, Base):
+    """A change to ``image_rollups`` not folded in yet (PostgreSQL; see db/rollups.py)."""
+
+    __tablename__ = "image_rollup_deltas"
+
+    id: Mapped[int] = mapped_column(_ROLLUP_ID, primary_key=True)
+
+
+class _AttemptRollupColumns:
+    """Provider calls by UTC day of ``started_at``, provider, model, outcome and latency bucket."""
+
+    day: Mapped[str] = mapped_column(String(10))
+    provider: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(128))
+    outcome: Mapped[Outcome] = mapped_column(EnumText(Outcome))
+    latency_bucket: Mapped[int] = mapped_column(Integer)  #: -1 for a pending call
+    calls: Mapped[int] = mapped_column(BigInteger)
+    cost_usd: Mapped[float] = mapped_column(Float)  #: known costs
+    unknown_cost_calls: Mapped[int] = mapped_column(BigInteger)
+    spent_usd: Mapped[float] = mapped_column(Float)  #: what a budget counts: the cost, else the reserved estimate
+
+
+class AttemptRollup(_AttemptRollupColumns, Base):
+    __tablename__ = "attempt_rollups"
+    __table_args__ = (PrimaryKeyConstraint("day", "provider", "model", "outcome", "latency_bucket"),)
+
+
+class AttemptRollupDelta(_AttemptRollupColumns, Base):
+    """A change to ``attempt_rollups`` not folded in yet (PostgreSQL; see db/rollups.py)."""
+
+    __tablename__ = "attempt_rollup_deltas"
+
+    id: Mapped[int] = mapped_column(_ROLLUP_ID, primary_key=True)
+
+
+class WebSession(Base):
+    """A page sign-in (db/sessions.py): what the ``blogimg_session`` cookie stands for, in any process.
+
+    Only a hash of the cookie's token is kept, so reading this table signs nobody in; the key's
+    fingerprint ends the session once that key leaves the settings.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  #: "full" or "read" (api/auth.py's Role)
+    key_fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

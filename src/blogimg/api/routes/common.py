@@ -33,5 +33,15 @@ def utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
+def naive_utc(moment: datetime | None) -> datetime | None:
+    """The catalogue's naive UTC; an offset that pushes past year 1 or 9999 clamps to the end."""
+    if moment is None or moment.tzinfo is None:
+        return moment
+    try:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:  # found by schemathesis: 0001-01-01T00:00+00:01
+        return datetime.min if moment.year == 1 else datetime.max
+
+
 def _url(storage: Storage, key: str | None) -> str | None:
     return storage.url(key) if key else None

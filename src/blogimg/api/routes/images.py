@@ -10,11 +10,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
-from blogimg.api.deps import Authorized, CatalogDep, DatabaseDep, ReportingDep, RuntimeDep, StateDep
+from blogimg.api.deps import CatalogDep, DatabaseDep, ReportingDep, RuntimeDep, StateDep
 from blogimg.api.errors import MUTATING, ApiError, errors
-from blogimg.api.routes.common import image_out
+from blogimg.api.routes.common import image_out, naive_utc, utc
 from blogimg.api.schemas import (
     NO_NUL,
+    AttemptList,
+    AttemptOut,
     CleanupOut,
     GenerateRequest,
     GenerateResponse,
@@ -40,7 +42,7 @@ from blogimg.storage.base import Storage
 router = APIRouter(prefix="/api/images", tags=["images"])
 
 
-@router.post("/generate", status_code=202, response_model=GenerateResponse, dependencies=[Authorized],
+@router.post("/generate", status_code=202, response_model=GenerateResponse,
              responses=errors(401, 404, 413, 422))
 async def generate(body: GenerateRequest, runtime: RuntimeDep, state: StateDep,
                    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None) -> GenerateResponse:
@@ -84,12 +86,12 @@ async def search(
 ) -> ImageList:
     """Newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
     page = await catalog.search(text=q, provider=provider, status=status, post_id=post_id,
-                                created_from=_naive_utc(created_from), created_to=_naive_utc(created_to),
+                                created_from=naive_utc(created_from), created_to=naive_utc(created_to),
                                 cursor=cursor, limit=limit)
     return ImageList(items=[image_out(item, runtime.storage) for item in page.items], next_cursor=page.next_cursor)
 
 
-@router.post("/cleanup", response_model=CleanupOut, dependencies=[Authorized], responses=MUTATING)
+@router.post("/cleanup", response_model=CleanupOut, responses=MUTATING)
 async def cleanup(
     runtime: RuntimeDep, catalog: CatalogDep,
     apply: bool = False,
@@ -141,7 +143,19 @@ async def read(image_id: int, catalog: CatalogDep, runtime: RuntimeDep) -> Image
     return out
 
 
-@router.post("/{image_id}/repair", response_model=RepairOut, dependencies=[Authorized],
+@router.get("/{image_id}/attempts", response_model=AttemptList, responses=errors(404, 422))
+async def attempts(image_id: int, database: DatabaseDep) -> AttemptList:
+    """The image's provider calls from the cost ledger, oldest first: outcome, HTTP status, latency, cost."""
+    rows = None if _too_big(image_id) else await database.attempts.timeline(image_id)
+    if rows is None:
+        raise NotFoundError(f"no image with id {image_id}")
+    return AttemptList(items=[AttemptOut(
+        attempt=row.attempt, provider=row.provider, model=row.model, outcome=row.outcome.value,
+        http_status=row.http_status, latency_ms=row.latency_ms, cost_usd=row.cost_usd,
+        estimated_cost_usd=row.estimated_cost_usd, error=row.error, started_at=utc(row.started_at)) for row in rows])
+
+
+@router.post("/{image_id}/repair", response_model=RepairOut,
              responses=errors(401, 404, 409, 422))
 async def repair(image_id: int, catalog: CatalogDep, runtime: RuntimeDep,
                  remake: Annotated[bool, Query(description="When the master is gone too, queue the image for "
@@ -168,7 +182,7 @@ async def repair(image_id: int, catalog: CatalogDep, runtime: RuntimeDep,
                      remade_batch_id=done.remade.batch_id if done.remade else None)
 
 
-@router.put("/{image_id}", response_model=ImageOut, dependencies=[Authorized], responses=errors(401, 404, 413, 422))
+@router.put("/{image_id}", response_model=ImageOut, responses=errors(401, 404, 413, 422))
 async def edit(image_id: int, body: ImageUpdate, catalog: CatalogDep, runtime: RuntimeDep) -> ImageOut:
     """Change alt text, rating (1–5), focal point or tags; fields left out stay as they are."""
     values: ImageEdit = {}
@@ -195,7 +209,7 @@ async def edit(image_id: int, body: ImageUpdate, catalog: CatalogDep, runtime: R
     return image_out(item, runtime.storage)
 
 
-@router.delete("/{image_id}", status_code=204, dependencies=[Authorized], responses=errors(401, 404, 422),
+@router.delete("/{image_id}", status_code=204, responses=errors(401, 404, 422),
                response_class=Response)
 async def remove(image_id: int, catalog: CatalogDep, runtime: RuntimeDep) -> Response:
     """Delete the image, its variants' rows and every file no other image shares."""
@@ -207,7 +221,7 @@ async def remove(image_id: int, catalog: CatalogDep, runtime: RuntimeDep) -> Res
     return Response(status_code=204)
 
 
-@router.post("/{image_id}/retry", status_code=202, response_model=ImageOut, dependencies=[Authorized],
+@router.post("/{image_id}/retry", status_code=202, response_model=ImageOut,
              responses=errors(401, 404, 409, 422))
 async def retry(image_id: int, database: DatabaseDep, runtime: RuntimeDep) -> ImageOut:
     """Queue a failed image again."""
@@ -225,15 +239,3 @@ async def retry(image_id: int, database: DatabaseDep, runtime: RuntimeDep) -> Im
 def _too_big(identifier: int) -> bool:
     # Ids are 32-bit in the schema; a larger number names nothing (and would overflow PostgreSQL).
     return not 0 < identifier < 2**31
-
-
-def _naive_utc(moment: datetime | None) -> datetime | None:
-    """The catalogue's naive UTC; an offset that pushes past year 1 or 9999 clamps to the end."""
-    from datetime import UTC
-
-    if moment is None or moment.tzinfo is None:
-        return moment
-    try:
-        return moment.astimezone(UTC).replace(tzinfo=None)
-    except OverflowError:  # found by schemathesis: 0001-01-01T00:00+00:01
-        return datetime.min if moment.year == 1 else datetime.max

@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from blogimg.api.deps import Authorized, DatabaseDep, RuntimeDep
+from blogimg.api.deps import DatabaseDep, RuntimeDep
 from blogimg.api.errors import ApiError, errors
 from blogimg.api.routes.common import utc
 from blogimg.api.schemas import NO_NUL, PostIn, PostList, PostOut, PostSummaryOut, PromptOut
@@ -32,8 +32,7 @@ router = APIRouter(prefix="/api/posts", tags=["posts"])
 _READERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="blogimg-post-reader")
 
 
-@router.post("", status_code=201, response_model=PostOut, dependencies=[Authorized],
-             responses=errors(401, 413, 422, 503))
+@router.post("", status_code=201, response_model=PostOut, responses=errors(401, 413, 422, 503))
 async def save_post(body: PostIn, runtime: RuntimeDep) -> PostOut:
     """The post is matched by slug: sending it again updates it and keeps its finished images."""
     post = await _read_post(body, runtime.settings)

@@ -1,0 +1,87 @@
+"""Ready ``<picture>`` markup for an image: what the image view's copy button gives a blog author.
+
+AVIF first, then WebP, as ``<source>`` elements, and an ``<img>`` in the most widely decoded
+format with ``srcset``, ``sizes``, ``width``/``height`` (so the page reserves the space before the
+file arrives: no layout shift), lazy loading, and the LQIP as a background until it loads.
+Every attribute is escaped: alt text is user data, and URLs come from settings.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+#: MIME type of each format a variant may have.
+MEDIA_TYPES = {"avif": "image/avif", "webp": "image/webp", "jpeg": "image/jpeg", "jpg": "image/jpeg",
+               "png": "image/png"}
+#: ``<source>`` order: the smallest files first, since a browser takes the first type it can decode.
+SOURCE_ORDER = ("avif", "webp")
+#: The ``<img>`` itself: the first of these present, as every browser decodes it.
+FALLBACK_ORDER = ("jpeg", "jpg", "png", "webp", "avif")
+
+
+@dataclass(frozen=True, slots=True)
+class PictureVariant:
+    """One stored file of the image."""
+
+    format: str
+    width: int
+    height: int
+    url: str
+
+
+def picture_markup(variants: Iterable[PictureVariant], *, alt: str | None, lqip: str | None = None,
+                   sizes: str | None = None) -> str:
+    """The ``<picture>`` element for these variants; "" when there are none.
+
+    ``sizes`` defaults to "full width up to the largest variant"; the ``<img>``'s ``width`` and
+    ``height`` are its largest variant's, so its aspect ratio is right at any rendered width.
+    """
+    by_format: dict[str, dict[int, PictureVariant]] = {}
+    for variant in variants:
+        name = variant.format.lower()
+        if name in MEDIA_TYPES and variant.width > 0 and variant.height > 0:
+            by_format.setdefault(name, {})[variant.width] = variant  # one entry per width
+    fallback = next((name for name in FALLBACK_ORDER if name in by_format), None)
+    if fallback is None:
+        return ""
+    largest = max(by_format[fallback].values(), key=lambda variant: variant.width)
+    widest = max(width for files in by_format.values() for width in files)
+    chosen_sizes = sizes or f"(max-width: {widest}px) 100vw, {widest}px"
+    lines = ["<picture>"]
+    for name in SOURCE_ORDER:
+        if name in by_format and name != fallback:
+            lines.append(f'  <source type="{MEDIA_TYPES[name]}" srcset="{_srcset(by_format[name])}" '
+                         f'sizes="{_attribute(chosen_sizes)}">')
+    image = [f'src="{_attribute(_url(largest.url))}"', f'srcset="{_srcset(by_format[fallback])}"',
+             f'sizes="{_attribute(chosen_sizes)}"', f'width="{largest.width}"', f'height="{largest.height}"',
+             f'alt="{_attribute(alt or "")}"', 'loading="lazy"', 'decoding="async"']
+    if lqip:
+        image.append(f'style="{_attribute(_background(lqip))}"')
+    lines.append(f"  <img {' '.join(image)}>")
+    lines.append("</picture>")
+    return "\n".join(lines)
+
+
+def _srcset(files: dict[int, PictureVariant]) -> str:
+    return _attribute(", ".join(f"{_url(files[width].url)} {width}w" for width in sorted(files)))
+
+
+def _url(url: str) -> str:
+    # In a srcset, whitespace ends a URL and a comma at its end is dropped: percent-encode those
+    # (and nothing valid in a URL: CDNs such as Cloudinary put commas in their paths).
+    encoded = quote(url, safe="/:?#[]@!$&'()*+,;=%-._~")
+    return encoded[:-1] + "%2C" if encoded.endswith(",") else encoded
+
+
+def _background(lqip: str) -> str:
+    # The LQIP is our own data: URI, but quotes, parentheses or backslashes in it would end the
+    # CSS url(); percent-encoding them keeps it one token whatever it holds.
+    safe = quote(lqip, safe="/:;,=+-._~%")
+    return f"background:url({safe}) center/cover"
+
+
+def _attribute(value: str) -> str:
+    return html.escape(value, quote=True)
