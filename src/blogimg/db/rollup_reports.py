@@ -97,29 +97,22 @@ class RollupReports:
 
     async def daily(self) -> list[DailyStats]:
         """Per provider, model, status and UTC day queued: counts, success rate, p50/p95 latency, cost, bytes."""
-        groups: dict[tuple[str, str, str, str], _Group] = {}
-        for day, provider, model, status, bucket, images, _, stored, cost, unknown in await self._read(
-                rollups.image_rows(deltas=self._deltas)):
-            group = groups.get((day, provider, model, status))
-            if group is None:
-                group = groups[(day, provider, model, status)] = _Group()
-            group.add(bucket, images, stored, cost, unknown)
+        rows = [row for row in await self._read(rollups.image_histograms(self.engine.dialect.name, deltas=self._deltas))
+                if row[4] > 0]  # a group emptied by deletes is no group
         finished: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-        for (day, provider, model, status), group in groups.items():
-            finished[(day, provider, model)][0] += group.count
-            finished[(day, provider, model)][1] += group.count if status == Status.SUCCEEDED.value else 0
+        for day, provider, model, status, images, *_ in rows:
+            finished[(day, provider, model)][0] += int(images)
+            finished[(day, provider, model)][1] += int(images) if status == Status.SUCCEEDED.value else 0
         bounds = await self._bounds()
         result = []
-        for (day, provider, model, status), group in sorted(groups.items()):
-            if group.count <= 0:
-                continue  # emptied by deletes
+        for day, provider, model, status, images, stored, cost, unknown, listed in sorted(rows, key=lambda row: row[:4]):
             everything, succeeded = finished[(day, provider, model)]
+            p50, p95 = rollups.histogram_percentiles(listed, bounds)
             result.append(DailyStats(
-                provider=provider or None, model=model or None, status=Status(status), day=day, count=group.count,
+                provider=provider or None, model=model or None, status=Status(status), day=day, count=int(images),
                 success_rate=round(succeeded / everything, 4) if everything else None,
-                latency_p50_ms=rollups.percentile(group.latency, bounds, 50),
-                latency_p95_ms=rollups.percentile(group.latency, bounds, 95),
-                cost_usd=round(group.cost, 6), unknown_cost_images=group.unknown, bytes_stored=group.bytes_stored))
+                latency_p50_ms=p50, latency_p95_ms=p95, cost_usd=round(float(cost or 0.0), 6), unknown_cost_images=int(unknown or 0),
+                bytes_stored=int(stored or 0)))
         return result
 
     async def series(self, days: int = 30) -> list[DaySeries]:
@@ -221,22 +214,3 @@ class RollupReports:
 def _last_days(days: int) -> list[str]:
     today = utcnow().date()
     return [(today - timedelta(days=back)).isoformat() for back in range(max(1, days) - 1, -1, -1)]
-
-
-class _Group:
-    """The rollup rows of one daily-stats group, added up."""
-
-    __slots__ = ("bytes_stored", "cost", "count", "latency", "unknown")
-
-    def __init__(self) -> None:
-        self.count = self.bytes_stored = self.unknown = 0
-        self.cost = 0.0
-        self.latency: dict[int, int] = {}
-
-    def add(self, bucket: int, images: int, stored: int, cost: float, unknown: int) -> None:
-        self.count += images
-        self.bytes_stored += stored
-        self.cost += cost
-        self.unknown += unknown
-        if bucket >= 0 and images:
-            self.latency[bucket] = self.latency.get(bucket, 0) + images
