@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx2
 import pytest
 import uvicorn
 from bench.events_clients import SseClient
@@ -29,7 +31,7 @@ from blogimg.config import Settings
 from blogimg.db.tables import ImageEvent, utcnow
 from blogimg.domain import Status
 from blogimg.storage import MemoryStorage
-from tests.support import on_both_engines
+from tests.support import API_KEY, on_both_engines
 
 pytestmark = pytest.mark.timeout(120)
 POLL = event_hub.POLL_SECONDS
@@ -271,4 +273,47 @@ async def test_an_event_committed_after_a_later_one_still_arrives_first(
                 await write_events(served.engine, 1, batch_id=3)
                 await abandoned.rollback()
             assert await receive(client, 3, seconds=10) == [start + 1, start + 2, start + 4]
+            client.close()
+
+
+async def test_a_reconnect_with_both_after_and_last_event_id_resumes_after_the_larger(settings: Settings) -> None:
+    """EventSource reconnects to the URL it opened (the page's ``?after=``) and adds the newest id it
+    received as Last-Event-ID: the stream must go on from there, not replay from the page's first id."""
+    async with serving(settings) as served:
+        await write_events(served.engine, 8)
+        start = await latest_id(served.engine) - 8
+        client = await served.client(f"?after={start + 1}", headers={"Last-Event-ID": str(start + 5)})
+        assert await receive(client, 3) == [start + 6, start + 7, start + 8]
+        client.close()
+        # The page's own start point still counts when the header is older (a stale reconnect).
+        client = await served.client(f"?after={start + 6}", headers={"Last-Event-ID": str(start + 2)})
+        assert await receive(client, 2) == [start + 7, start + 8]
+        client.close()
+
+
+async def test_an_open_stream_ends_once_its_session_is_signed_out(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from blogimg.api.routes import events as events_route
+
+    monkeypatch.setattr(events_route, "ACCESS_CHECK_SECONDS", 0.5)
+    keyed = settings.model_copy(update={"api_keys": [API_KEY]})
+    async with serving(keyed) as served, httpx2.AsyncClient(base_url=served.url, follow_redirects=True) as browser:
+        signed_in = await browser.post("/sign-in", data={"key": API_KEY})
+        assert signed_in.status_code == 200, signed_in.text  # the 303 followed to the overview
+        cookie = browser.cookies["blogimg_session"]
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"', signed_in.text)
+        assert csrf is not None
+        by_cookie = await served.client(headers={"Cookie": f"blogimg_session={cookie}"})
+        by_key = await served.client(headers={"Authorization": f"Bearer {API_KEY}"})
+        await asyncio.sleep(1.5)  # checked a few times: still valid, still open
+        await write_events(served.engine, 1)
+        assert len(await receive(by_cookie, 1)) == 1 and not by_cookie.ended
+        out = await browser.post("/sign-out", data={"csrf_token": csrf.group(1)}, follow_redirects=False)
+        assert out.status_code == 303
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(by_cookie.read_until(lambda: by_cookie.ended), 5)
+        assert by_cookie.ended, "the stream outlived its sign-out"
+        await write_events(served.engine, 1)
+        assert len(await receive(by_key, 2)) == 2 and not by_key.ended  # a valid key's stream goes on
+        for client in (by_cookie, by_key):
             client.close()

@@ -6,16 +6,21 @@ records them, and the queries read what it wrote (SQLite and PostgreSQL).
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 import pyvips
+from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
 
 from blogimg.api import app as api_app
 from blogimg.api.routes import failures as failures_routes
 from blogimg.config import Settings
-from blogimg.domain import ImageRequest, Outcome, ProviderImage
+from blogimg.db.database import Database
+from blogimg.db.jobs import FailedToRetry
+from blogimg.db.tables import GeneratedImage, ImageEvent
+from blogimg.domain import ImageRequest, Outcome, ProviderImage, Status
 from blogimg.errors import ProviderError
 from blogimg.storage import MemoryStorage
 from blogimg.testing import FakeProvider
@@ -212,3 +217,35 @@ def wait_for(client: TestClient, ids: list[int], status: str) -> None:
     while {status_of(client, image_id) for image_id in ids} != {status}:
         assert time.monotonic() < deadline, [status_of(client, image_id) for image_id in ids]
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_retries_at_once_queue_each_failed_image_once(api_settings: Settings, failing: dict[str, int]) -> None:
+    """Bulk retries and single ones racing over the same failed images: each image is reset, and
+    its QUEUED event written, once per failure — never once per retry that saw it failed."""
+    failed_ids = sorted(image_id for prompt, image_id in failing.items() if prompt != "a calm harbour")
+
+    async def race() -> list[dict[int, int]]:
+        database = await Database.open(api_settings.database_url)
+        rounds: list[dict[int, int]] = []
+        try:
+            for _ in range(5):
+                async with database.engine.begin() as connection:  # the same images fail again
+                    await connection.execute(update(GeneratedImage).where(GeneratedImage.id.in_(failed_ids))
+                                             .values(status=Status.FAILED))
+                    before = (await connection.execute(select(func.coalesce(func.max(ImageEvent.id), 0)))).scalar_one()
+                await asyncio.gather(*[database.queue.enqueue(FailedToRetry()) for _ in range(3)],
+                                     *[database.queue.enqueue(FailedToRetry(image_ids=failed_ids)) for _ in range(2)],
+                                     *[database.queue.requeue(image_id) for image_id in failed_ids])
+                async with database.engine.connect() as connection:
+                    rows = await connection.execute(
+                        select(ImageEvent.image_id, func.count()).where(ImageEvent.id > before,
+                                                                        ImageEvent.status == Status.QUEUED)
+                        .group_by(ImageEvent.image_id))
+                    rounds.append({image_id: count for image_id, count in rows})
+        finally:
+            await database.close()
+        return rounds
+
+    for queued in asyncio.run(race()):
+        assert queued == dict.fromkeys(failed_ids, 1)

@@ -223,3 +223,30 @@ def test_the_catalogue_keeps_no_token_and_no_key(api_settings: Settings) -> None
     assert len(stored) == 1 and "full" in stored[0]
     text = repr(stored)
     assert cookie not in text and csrf not in text and API_KEY not in text
+
+
+def test_signing_in_again_ends_the_session_the_browser_held(api_settings: Settings) -> None:
+    with app_client(api_settings) as client:
+        first = sign_in(client, READ_KEY)
+        second = sign_in(client, API_KEY)  # the browser still sends the first cookie with this form
+        assert second != first
+        client.cookies.clear()
+        client.cookies.set(COOKIE, first)  # the old value, kept by someone
+        assert client.get("/api/images/search").status_code == 401
+        client.cookies.clear()
+        client.cookies.set(COOKIE, second)
+        assert client.get("/test/whoami").json()["role"] == Role.FULL.value
+
+
+def test_sign_in_and_sign_out_stay_under_a_proxy_prefix(api_settings: Settings) -> None:
+    app = create_app(api_settings, storage=MemoryStorage())
+    with TestClient(app, root_path="/blog") as client:
+        assert 'action="/blog/sign-in"' in client.get("/blog/sign-in").text
+        assert 'action="/blog/sign-in"' in client.post("/blog/sign-in", data={"key": "wrong"}).text
+        sign_in_answer = client.post("/blog/sign-in", data={"key": API_KEY}, follow_redirects=False)
+        assert sign_in_answer.status_code == 303
+        out = client.post("/blog/sign-out", data={"csrf_token": "x"}, follow_redirects=False)
+        assert out.status_code == 403  # still signed in: the token is checked first
+        client.cookies.clear()
+        out = client.post("/blog/sign-out", follow_redirects=False)
+        assert (out.status_code, out.headers["location"]) == (303, "/blog/sign-in")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from html.parser import HTMLParser
+from urllib.parse import unquote
 
-from blogimg.web.picture import PictureVariant, picture_markup
+from blogimg.web.picture import PictureVariant, css_url, picture_markup
 
 
 class Elements(HTMLParser):
@@ -79,3 +80,12 @@ def test_duplicate_widths_appear_once_and_sizes_can_be_given() -> None:
 def test_a_url_with_a_trailing_comma_keeps_it_in_the_srcset() -> None:
     image = Elements(picture_markup([PictureVariant("jpeg", 480, 320, "https://x/c_fill,w_480,")], alt="")).tags[1][1]
     assert image["srcset"] == "https://x/c_fill,w_480%2C 480w"  # the CDN's inner commas stay as they are
+
+
+def test_css_url_keeps_a_hostile_value_one_token() -> None:
+    hostile = "data:image/webp;base64,AA==') } </style><script>x</script> url(\"y\\"
+    value = css_url(hostile)
+    assert value.startswith("url(") and value.endswith(")")
+    inner = value[4:-1]
+    assert not set(inner) & set("'\"()\\<> \n{}")  # nothing that ends the url(), the rule or the element
+    assert unquote(inner) == hostile  # the same bytes, only percent-encoded

@@ -37,7 +37,8 @@ from blogimg.api.errors import ApiError
 from blogimg.api.keys import KeyRing, Role
 
 __all__ = ["OPEN_PATHS", "SESSION_COOKIE", "Principal", "Role", "authenticate", "csrf_token",
-           "document_security", "end_session", "keys_configured", "request_role", "safe_next", "start_session"]
+           "document_security", "end_session", "keys_configured", "request_role", "safe_next", "sign_in_path",
+           "start_session", "still_allowed"]
 
 SESSION_COOKIE = "blogimg_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -126,6 +127,11 @@ async def start_session(request: Request, response: Response, key: str) -> Role 
         return None
     token = secrets.token_urlsafe(32)
     lifetime = timedelta(hours=api_state(request).settings.session_hours)
+    previous = _cookie_token(request)
+    if previous is not None:
+        # The browser's old session ends with this sign-in: its cookie is replaced, and the token,
+        # if anyone kept a copy, must not stay good for the rest of its lifetime.
+        await (await database(request)).web_sessions.revoke(_token_hash(previous))
     await (await database(request)).web_sessions.open(
         _token_hash(token), role=identity.role.value, key_fingerprint=identity.fingerprint, lifetime=lifetime)
     response.set_cookie(SESSION_COOKIE, token, max_age=int(lifetime.total_seconds()), path="/",
@@ -147,6 +153,18 @@ async def end_session(request: Request, response: Response) -> None:
         await (await database(request)).web_sessions.revoke(_token_hash(token))
     response.delete_cookie(SESSION_COOKIE, path="/", secure=request.url.scheme == "https", httponly=True,
                            samesite="strict")
+
+
+async def still_allowed(request: Request) -> bool:
+    """Whether the request's key or session would still be let in now (a long stream asks again:
+    sign-out, an expired session or a removed key must end it, not only the next request)."""
+    keys = _keys(request)
+    return not keys.configured or await _identify(request, keys) is not None
+
+
+def sign_in_path(request: Request) -> str:
+    """``/sign-in`` as the browser must ask for it: behind a proxy's prefix (root_path), under it."""
+    return f"{str(request.scope.get('root_path', '')).rstrip('/')}/sign-in"
 
 
 def safe_next(value: str | None) -> str:
@@ -264,7 +282,7 @@ async def _form_field(request: Request, name: str) -> str | None:
 def _unauthenticated(request: Request) -> ApiError:
     """401 for the API; a person opening a page is sent to sign in, and back afterwards."""
     root = str(request.scope.get("root_path", "")).rstrip("/")
-    sign_in = f"{root}/sign-in"
+    sign_in = sign_in_path(request)
     if request.headers.get("hx-request"):
         # htmx swaps no 401 into the page, but follows HX-Redirect: a session that ended mid-use
         # takes the person to sign in rather than leave the page silently stale.

@@ -10,7 +10,7 @@ region is fetched again whenever live.js reports a change, so retried images lea
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -23,6 +23,7 @@ from blogimg.api.routes.failures import RETRY_LIMIT
 from blogimg.db.catalog import LARGEST_ID
 from blogimg.db.failed_images import FailureFilter
 from blogimg.domain import PromptKind
+from blogimg.web.day_range import day_bounds, read_days
 from blogimg.web.templating import latest_event_id, render, status_for
 
 router = APIRouter(include_in_schema=False)
@@ -68,13 +69,7 @@ class FailureFilters:
                 values["post"] = int(raw_post)
             else:
                 problems.append("post: a post's id, a whole number from 1")
-        for name in ("date_from", "date_to"):
-            raw = text(name)
-            if raw is not None:
-                try:
-                    values[name] = date.fromisoformat(raw)
-                except ValueError:
-                    problems.append(f"{name.replace('_', ' ')}: a date as YYYY-MM-DD")
+        values.update(read_days(text, problems))
         return cls(**values), problems
 
     def query(self, **changes: Any) -> str:
@@ -89,9 +84,7 @@ class FailureFilters:
 
     def created_range(self) -> tuple[datetime | None, datetime | None]:
         """The dates as the catalogue's naive UTC bounds: from the first day's start to after the last day."""
-        start = datetime.combine(self.date_from, datetime.min.time()) if self.date_from else None
-        end = datetime.combine(self.date_to + timedelta(days=1), datetime.min.time()) if self.date_to else None
-        return start, end
+        return day_bounds(self.date_from, self.date_to)
 
     def for_database(self) -> FailureFilter:
         created_from, created_to = self.created_range()

@@ -9,7 +9,7 @@ lazily over it, and links to the image's page.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -22,6 +22,7 @@ from blogimg.db.catalog import LARGEST_ID, ImageWithVariants
 from blogimg.domain import PromptKind, Status
 from blogimg.errors import InputError
 from blogimg.storage.base import Storage
+from blogimg.web.day_range import day_bounds, read_days
 from blogimg.web.templating import latest_event_id, render, status_for
 
 router = APIRouter(include_in_schema=False)
@@ -69,13 +70,7 @@ class GalleryFilters:
                 values["post"] = int(raw_post)
             else:
                 problems.append("post: a post's id, a whole number from 1")
-        for name in ("date_from", "date_to"):
-            raw = text(name)
-            if raw is not None:
-                try:
-                    values[name] = date.fromisoformat(raw)
-                except ValueError:
-                    problems.append(f"{name.replace('_', ' ')}: a date as YYYY-MM-DD")
+        values.update(read_days(text, problems))
         return cls(**values), problems
 
     def query(self, **changes: Any) -> str:
@@ -116,8 +111,7 @@ class ImageCard:
 
 async def results(request: Request, filters: GalleryFilters) -> tuple[list[ImageCard], str | None, list[str]]:
     """One page of cards, the next page's cursor, and what was wrong with the query (if anything)."""
-    created_to = datetime.combine(filters.date_to + timedelta(days=1), datetime.min.time()) if filters.date_to else None
-    created_from = datetime.combine(filters.date_from, datetime.min.time()) if filters.date_from else None
+    created_from, created_to = day_bounds(filters.date_from, filters.date_to)
     try:
         page = await (await catalog(request)).search(
             text=filters.q, provider=filters.provider, status=filters.status, post_id=filters.post,

@@ -76,11 +76,16 @@ def _url(url: str) -> str:
     return encoded[:-1] + "%2C" if encoded.endswith(",") else encoded
 
 
+def css_url(url: str) -> str:
+    """``url(…)`` for CSS that stays one token whatever ``url`` holds."""
+    # The LQIP is our own data: URI, but quotes, parentheses, backslashes, whitespace or "<" in it
+    # would end the url() (or the style element or attribute around it); percent-encoding them keeps
+    # it one token. What stays (letters, digits, "/:;,=+-._~%") means nothing else in CSS or HTML.
+    return f"url({quote(url, safe='/:;,=+-._~%')})"
+
+
 def _background(lqip: str) -> str:
-    # The LQIP is our own data: URI, but quotes, parentheses or backslashes in it would end the
-    # CSS url(); percent-encoding them keeps it one token whatever it holds.
-    safe = quote(lqip, safe="/:;,=+-._~%")
-    return f"background:url({safe}) center/cover"
+    return f"background:{css_url(lqip)} center/cover"
 
 
 def _attribute(value: str) -> str:

@@ -17,7 +17,14 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from blogimg.api.auth import end_session, keys_configured, own_origin, safe_next, start_session
+from blogimg.api.auth import (
+    end_session,
+    keys_configured,
+    own_origin,
+    safe_next,
+    sign_in_path,
+    start_session,
+)
 from blogimg.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -98,14 +105,15 @@ async def sign_in(request: Request) -> Response:
 @router.post("/sign-out")
 async def sign_out(request: Request) -> Response:
     """End the session everywhere and clear the cookie; then the sign-in form."""
-    response = RedirectResponse("/sign-in", status_code=303)
+    response = RedirectResponse(sign_in_path(request), status_code=303)
     await end_session(request, response)
     return response
 
 
 def _form(request: Request, destination: str, message: str | None = None, status_code: int = 200,
           headers: dict[str, str] | None = None) -> HTMLResponse:
-    response = render(request, "sign_in.html", {"next": destination, "message": message}, status_code)
+    response = render(request, "sign_in.html", {"next": destination, "message": message,
+                                                 "action": sign_in_path(request)}, status_code)
     response.headers.update(headers or {})
     return response
 

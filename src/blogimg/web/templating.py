@@ -9,6 +9,7 @@ from the moment the page was made, and misses nothing that changed while it load
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from fastapi.templating import Jinja2Templates
 
 from blogimg.api.auth import Role, csrf_token, keys_configured, request_role
 from blogimg.api.deps import catalog
+from blogimg.web.picture import css_url
 
 TEMPLATE_DIRECTORY = Path(__file__).parent / "templates"
 #: The frame's navigation: (path, label); a view is current when the request's path starts with it.
@@ -112,5 +114,28 @@ def count(value: int | None) -> str:
     return "–" if value is None else f"{value:,}"
 
 
+# Filters: values that go into CSS (a style attribute), where HTML escaping alone is not enough --
+
+_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+def css_color(value: str | None) -> str:
+    """A ``#rrggbb`` colour as it is, anything else as "" (left out): it goes into CSS unquoted."""
+    return value if value and _COLOR.fullmatch(value) else ""
+
+
+def css_background(image: Any) -> str:
+    """The ``background-color``/``background-image`` declarations for something with ``lqip`` and
+    ``dominant_color`` (a card, an image row): "" when it has neither that is safe to use."""
+    declarations = []
+    color = css_color(getattr(image, "dominant_color", None))
+    if color:
+        declarations.append(f"background-color: {color}")
+    lqip = getattr(image, "lqip", None)
+    if lqip:
+        declarations.append(f"background-image: {css_url(lqip)}")
+    return "; ".join(declarations)
+
+
 templates.env.filters.update(money=money, duration=duration, milliseconds=milliseconds, percent=percent,
-                             when=when, count=count)
+                             when=when, count=count, css_color=css_color, css_background=css_background)

@@ -172,9 +172,15 @@ class Enqueueing(QueueBase):
                               batch_id: int) -> list[int]:
         # The batch is new, so only a try that committed unseen can have put images in it
         # already: a repeat finds them there instead of finding no failed images left.
+        # FOR UPDATE: two retries at once (bulk and bulk, or bulk and one) must not both reset an
+        # image and write two QUEUED events. The second waits for the first's rows, and PostgreSQL
+        # reads them again as committed, no longer failed; populate_existing makes the status read
+        # below that fresh row, not one this session held already. SQLite serializes writers anyway.
         chosen = (select(GeneratedImage)
                   .where(or_(GeneratedImage.status == Status.FAILED, GeneratedImage.batch_id == batch_id))
-                  .order_by(GeneratedImage.id))
+                  .order_by(GeneratedImage.id)  # locks taken in one order: two retries cannot deadlock
+                  .with_for_update()
+                  .execution_options(populate_existing=True))
         if image_ids is not None:
             chosen = chosen.where(GeneratedImage.id.in_(list(image_ids)))
         images = list(await session.scalars(chosen))
@@ -189,7 +195,8 @@ class Enqueueing(QueueBase):
     async def requeue(self, image_id: int) -> Status | None:
         """Put one failed image back in the queue (in its batch); its status before, None if unknown."""
         async with self.sessions.begin() as session:
-            image = await session.get(GeneratedImage, image_id)
+            # Locked, and read as committed after any retry that held it: see _requeue_failed.
+            image = await session.get(GeneratedImage, image_id, with_for_update=True, populate_existing=True)
             if image is None:
                 return None
             before = image.status
