@@ -317,3 +317,26 @@ async def test_an_open_stream_ends_once_its_session_is_signed_out(
         assert len(await receive(by_key, 2)) == 2 and not by_key.ended  # a valid key's stream goes on
         for client in (by_cookie, by_key):
             client.close()
+
+
+async def test_an_event_committed_late_below_the_newest_is_not_lost_when_the_hub_starts(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub starts when its first listener comes. Had it started at the newest id, an event
+    whose transaction took a lower id and commits a moment later would be behind it for good."""
+    from tests.postgres import postgres_database
+
+    monkeypatch.setattr(event_hub, "GAP_GRACE_SECONDS", 2.0)
+    with postgres_database() as url:
+        async with serving(settings.model_copy(update={"database_url": url})) as served:
+            await write_events(served.engine, 1, batch_id=1)
+            await asyncio.sleep(2.5)  # settled: older than the grace period
+            start = await latest_id(served.engine)
+            async with served.engine.connect() as slow:
+                await slow.begin()
+                await slow.execute(insert(ImageEvent), [{"image_id": 1, "batch_id": 1, "status": Status.QUEUED}])
+                await write_events(served.engine, 1, batch_id=2)  # the next id, committed first
+                resuming = await served.client(f"?after={start}")  # the first listener starts the hub
+                await asyncio.sleep(3 * POLL)
+                await slow.commit()
+            assert await receive(resuming, 2) == [start + 1, start + 2]
+            resuming.close()

@@ -123,6 +123,7 @@ class EventHub:
         # subscription with it when it is collected, so none outlives its connection.
         self._subscribers: weakref.WeakSet[Subscription] = weakref.WeakSet()
         self._position: int | None = None  #: the last id passed on; None while nobody listens
+        self._now = 0  #: the newest id when the hub last started: where a client "from now" begins
         self._task: asyncio.Task[None] | None = None
         self._starting = asyncio.Lock()
         self._gap: tuple[int, float] | None = None  #: (first missing id, when it was first missed)
@@ -139,15 +140,18 @@ class EventHub:
         if self._task is None:
             async with self._starting:
                 if self._task is None:
-                    # The first listener after a quiet spell: start from the newest event, not
-                    # from wherever the hub stopped (it may be a million events behind).
-                    self._position = await self.catalog.latest_event_id()
+                    # The first listener after a quiet spell: start near the newest event, not
+                    # from wherever the hub stopped (it may be a million events behind). Near, not
+                    # at: on PostgreSQL an id below the newest may still be uncommitted, and a hub
+                    # that started past it would never send it. From the newest settled id, the gap
+                    # wait covers the young ones; a client "from now" still starts at the newest.
+                    self._position, self._now = await self.catalog.settled_event_ids(GAP_GRACE_SECONDS)
                     self._gap = None
                     self._task = asyncio.create_task(self._run(), name="blogimg-event-hub")
         position = self._position
         assert position is not None  # set whenever the task exists
         if after is None or after >= position:
-            subscription = Subscription(self.catalog, live_after=position if after is None else after,
+            subscription = Subscription(self.catalog, live_after=max(position, self._now) if after is None else after,
                                         catch_up_after=None)
         else:
             subscription = Subscription(self.catalog, live_after=position, catch_up_after=after)

@@ -11,7 +11,7 @@ import binascii
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypedDict
 
 from sqlalchemy import ColumnElement, Row, delete, func, or_, select, tuple_, union_all
@@ -228,6 +228,23 @@ class Catalog:
             query = query.where(ImageEvent.id <= through)
         async with self.sessions() as session:
             return list(await session.scalars(query.order_by(ImageEvent.id).limit(limit)))
+
+    async def settled_event_ids(self, settled_seconds: float, lookback: int = 1_000) -> tuple[int, int]:
+        """(settled, newest): the newest event id, and the newest id written at least
+        ``settled_seconds`` ago — on PostgreSQL a younger, lower id may still be uncommitted.
+
+        Reads the newest ``lookback`` events backwards by id (no scan); when all of them are young,
+        the oldest of them stands in for "settled".
+        """
+        async with self.sessions() as session:
+            rows = (await session.execute(select(ImageEvent.id, ImageEvent.created_at)
+                                          .order_by(ImageEvent.id.desc()).limit(lookback))).all()
+        if not rows:
+            return 0, 0
+        before = utcnow() - timedelta(seconds=settled_seconds)
+        settled = next((event_id for event_id, created in rows if created <= before),
+                       rows[-1][0] - 1 if len(rows) < lookback else rows[-1][0])
+        return settled, rows[0][0]
 
     async def latest_event_id(self) -> int:
         async with self.sessions() as session:

@@ -20,6 +20,7 @@ from fastapi.templating import Jinja2Templates
 
 from blogimg.api.auth import Role, csrf_token, keys_configured, request_role
 from blogimg.api.deps import catalog
+from blogimg.api.event_hub import GAP_GRACE_SECONDS
 from blogimg.web.picture import css_url
 
 TEMPLATE_DIRECTORY = Path(__file__).parent / "templates"
@@ -50,8 +51,11 @@ def render(request: Request, name: str, context: dict[str, Any], status_code: in
 
 
 async def latest_event_id(request: Request) -> int:
-    """The newest event's id now: the page's live updates resume after it."""
-    return await (await catalog(request)).latest_event_id()
+    """Where the page's live updates resume: the newest settled event id (event_hub.py), so a change
+    that commits out of id order on PostgreSQL while the page is made is not missed; the few events
+    of the last seconds may come again, and only refresh what already shows them."""
+    settled, _ = await (await catalog(request)).settled_event_ids(GAP_GRACE_SECONDS)
+    return settled
 
 
 def status_for(request: Request, problems: list[str]) -> int:
