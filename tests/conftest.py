@@ -57,3 +57,12 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
     opened = await Database.open(settings.database_url)
     yield opened
     await opened.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests run last. Playwright's sync API runs an event loop in the main thread for as long
+    as its session fixture lives, and every asyncio test after it would fail with "Runner.run()
+    cannot be called from a running event loop"; its server (tests/browser/conftest.py) would
+    also load the machine under the timing-sensitive tests."""
+    browser = Path(__file__).parent / "browser"
+    items.sort(key=lambda item: Path(str(item.path)).is_relative_to(browser))  # stable: keeps the rest in order
