@@ -137,7 +137,9 @@ async def test_a_paused_worker_tries_one_job_at_a_time_and_waits_longer_each_tim
                 await asyncio.sleep(0.02)
             worker.stop()
             await task
-    assert calls in (3 + 3, 3 + 4), calls  # three at first, then one per pause
+    # Up to three at first (on a slow database the first pause may come before all three have
+    # called), then one per pause: trying every job each time would be 3 + 3 × 3 by now.
+    assert 1 + 3 <= calls <= 3 + 4, calls
     assert [pause.rsplit(" for ", 1)[1] for pause in pauses[:4]] == ["0.1 s", "0.2 s", "0.4 s", "0.8 s"], pauses
 
 
