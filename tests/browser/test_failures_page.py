@@ -80,11 +80,19 @@ def test_retry_all_matching_asks_first_then_queues_exactly_the_filter(
     token = uuid.uuid4().hex[:6]
     matching = make_failed(f"refuse a whale in a bathtub {token}", f"refuse a kite made of toast {token}",
                            f"refuse a snail racing a car {token}")
-    other = make_failed(f"refuse a cactus wearing a hat {uuid.uuid4().hex[:6]}")  # outside the filter
     page.goto(f"/failures?q={token}")
+    page.wait_for_function("() => window.blogimgLive && window.blogimgLive.state() === 'live'")
     page.get_by_text("Retry all 3 matching…").click()  # opens the confirmation; nothing is sent yet
     confirm = page.get_by_role("button", name="Yes, retry 3")
     confirm.wait_for()
+    # A change elsewhere refreshes the page's regions, but not one whose confirmation is open:
+    # it would close under the reader's pointer.
+    page.evaluate("""() => { window.refreshed = new Promise(resolve =>
+        document.body.addEventListener("blogimg:refresh", () => resolve(true), {once: true})); }""")
+    other = make_failed(f"refuse a cactus wearing a hat {uuid.uuid4().hex[:6]}")  # outside the filter
+    assert page.evaluate("() => window.refreshed")
+    page.wait_for_timeout(500)  # what a swap, had one been asked for, would have needed
+    assert confirm.is_visible()
     assert all(server.api("GET", f"/api/images/{i}")["status"] == "failed" for i in matching)
     confirm.click()
     page.get_by_role("status").filter(has_text="Queued 3 images again").wait_for()

@@ -16,6 +16,8 @@
  * <body data-last-event-id>, the newest event when the server made it, so nothing that changed
  * while the page loaded is missed either.
  *
+ * A region holding an open <details> (a confirmation being read) is not refreshed until it closes.
+ *
  * window.blogimgLive: {state(), lastEventId(), readyState()} for scripts and tests.
  */
 (function () {
@@ -131,6 +133,25 @@
   window.addEventListener("pageshow", function () {
     open();
   });
+
+  // A refresh would swap a region for a fresh copy and so close a confirmation the reader has
+  // open in it (a <details>, "Retry all N matching…"). Such a region waits; closing the
+  // confirmation refreshes everything once, so nothing that changed meanwhile is missed.
+  var deferred = false;
+  body.addEventListener("htmx:confirm", function (event) {
+    var trigger = event.detail.triggeringEvent;
+    var region = event.detail.elt;
+    if (trigger && trigger.type === "blogimg:refresh" && region && region.querySelector("details[open]")) {
+      event.preventDefault();
+      deferred = true;
+    }
+  });
+  document.addEventListener("toggle", function (event) {
+    if (deferred && event.target instanceof HTMLDetailsElement && !event.target.open) {
+      deferred = false;
+      body.dispatchEvent(new CustomEvent("blogimg:refresh", { detail: { events: [] } }));
+    }
+  }, true); // "toggle" does not bubble
 
   window.blogimgLive = {
     state: function () {
