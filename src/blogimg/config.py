@@ -61,6 +61,19 @@ class Settings(BaseSettings):
     public_base_url: str = Field(
         "/files/", description="Prefix of public URLs of stored files (local storage)."
     )
+    storage_bucket: str | None = Field(
+        None, description="S3 bucket (s3); Cloudinary and Vercel Blob take theirs from their own variables."
+    )
+    storage_prefix: str = Field(
+        "", description="Folder every key is stored under in a cloud backend (e.g. 'blog/'); empty for none."
+    )
+    storage_url_expiry: int | None = Field(
+        None, ge=1, le=604_800,
+        description="S3: give presigned URLs valid this many seconds instead of public ones (at most 7 days).",
+    )
+    cdn_base_url: str | None = Field(
+        None, description="Base URL of a CDN in front of the storage: every file's URL is this + its key.",
+    )
 
     # Generation.
     providers: Annotated[list[str] | None, NoDecode] = Field(

@@ -6,15 +6,22 @@ so ``put`` of the same key twice writes the same bytes and is safe to repeat aft
 
 from __future__ import annotations
 
+import importlib
 import re
+import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Protocol, runtime_checkable
+from urllib.parse import quote
 
-from blogimg.errors import InvalidKeyError
+from blogimg.errors import ConfigurationError, InvalidKeyError
 
-_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$")
+#: One segment of a key: any characters but the separator, a backslash and control characters;
+#: not hidden (a leading dot), and no space at either end (invisible in a listing or a URL).
+_SEGMENT = re.compile(r"^[^/\\\x00-\x1f\x7f.\s][^/\\\x00-\x1f\x7f]*(?<!\s)$|^[^/\\\x00-\x1f\x7f.\s]$")
 MAX_KEY_LENGTH = 512
+MAX_KEY_BYTES = 1024  #: S3's limit, in UTF-8; the strictest of the backends
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,19 +61,39 @@ class Storage(Protocol):
         ...
 
 
+def import_sdk(module: str, *, storage: str, extra: str) -> ModuleType:
+    """``module`` imported, or one ConfigurationError naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigurationError(f"storage {storage!r} needs its SDK: pip install 'blogimg[{extra}]'") from None
+
+
 def validate_key(key: str) -> str:
     """Return ``key`` if it is a safe relative key, else raise InvalidKeyError.
 
     Rejects absolute paths, ``..`` and ``.`` segments, backslashes, empty segments, control
-    characters and hidden names, so no backend can be steered outside its root.
+    characters and hidden names, so no backend can be steered outside its root. Unicode and inner
+    spaces are allowed (``url`` percent-encodes them).
     """
-    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
-        raise InvalidKeyError(f"invalid storage key {key!r}: empty or longer than {MAX_KEY_LENGTH}")
-    if not _KEY.match(key) or any(part in {".", ".."} for part in key.split("/")):
+    if (not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH
+            or len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES):
+        raise InvalidKeyError(f"invalid storage key {key!r}: empty or longer than {MAX_KEY_LENGTH} characters")
+    if not all(_SEGMENT.match(part) for part in key.split("/")) or not _printable(key):
         raise InvalidKeyError(f"invalid storage key {key!r}: only a/b/c.ext relative keys are allowed")
     return key
 
 
+#: Unicode categories no key may hold: controls, invisible format marks (a right-to-left override
+#: makes a listing lie), line and paragraph separators, surrogates, private and unassigned points.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+
+
+def _printable(key: str) -> bool:
+    return not any(unicodedata.category(character) in _UNPRINTABLE for character in key)
+
+
 def join_url(base: str, key: str) -> str:
-    """``base`` + ``key`` with exactly one slash between (``memory://`` + key keeps its two)."""
-    return (base if base.endswith("/") else base + "/") + key
+    """``base`` + ``key`` with exactly one slash between (``memory://`` + key keeps its two); the
+    key percent-encoded (UTF-8), its slashes kept."""
+    return (base if base.endswith("/") else base + "/") + quote(key, safe="/")
