@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-import httpx
+import httpx2 as httpx
 import pytest
 
 from blogimg.errors import InvalidKeyError, StorageError
