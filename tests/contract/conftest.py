@@ -17,8 +17,19 @@ from blogimg.storage import LocalStorage, MemoryStorage, Storage
 # Each cloud backend's fixtures, imported so pytest finds them here: <name>_storage and
 # broken_<name>_storage (see tests/fakes/).
 # (added by each backend's module)
+from tests.fakes.cloudinary_api import (  # noqa: F401
+    broken_cloudinary_storage,
+    cloudinary_server,
+    cloudinary_storage,
+)
+from tests.fakes.moto_s3 import broken_s3_storage, moto_s3_endpoint, s3_storage  # noqa: F401
+from tests.fakes.vercel_blob_api import (  # noqa: F401
+    broken_vercel_blob_storage,
+    vercel_blob_api,
+    vercel_blob_storage,
+)
 
-CLOUD_BACKENDS: list[str] = []  #: each backend's module adds its name
+CLOUD_BACKENDS: list[str] = ["s3", "vercel-blob", "cloudinary"]  #: each backend's module adds its name
 BACKENDS = ["local", "memory", *CLOUD_BACKENDS]
 BASE_URL = "https://cdn.example.test/img/"
 

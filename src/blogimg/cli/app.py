@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from blogimg.cli import catalogue, run
+from blogimg.cli import catalogue, migrate, run
 from blogimg.cli.output import print_error, set_debug
 
 DEBUG_FLAG = "--debug"
@@ -29,7 +29,7 @@ def main_options(
 
 
 for command in (run.init, run.generate, run.worker, run.serve, catalogue.stats, catalogue.search,
-                run.retry, catalogue.cleanup, catalogue.providers, catalogue.rebuild_rollups):
+                run.retry, catalogue.cleanup, catalogue.providers, catalogue.rebuild_rollups, migrate.migrate_storage):
     app.command()(command)
 
 

@@ -209,6 +209,9 @@ def _print_cleanup(report: CleanupReport, *, apply: bool, grace_seconds: float, 
                          f"; only a provider can make them again (costs money): {remake_command}"), highlight=False)
     if apply:
         console.print(f"deleted {len(report.deleted)} files older than {grace_seconds:g} s")
+        if report.kept_undated:
+            console.print(f"kept {len(report.kept_undated)} orphan files whose age the storage does not tell; "
+                          "--grace-seconds 0 deletes them", highlight=False)
     elif report.files_without_rows:
         console.print("dry run: nothing deleted; pass --apply to delete orphan files older than the grace period")
 

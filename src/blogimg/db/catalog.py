@@ -277,6 +277,14 @@ class Catalog:
             return [ImageFiles(image_id, status, sha256, master, thumbnail, keyed.get(image_id, {}))
                     for image_id, status, sha256, master, thumbnail in (await session.execute(query)).all()]
 
+    async def image_files_after(self, after_id: int, limit: int) -> list[ImageFiles]:
+        """Up to ``limit`` images with ids above ``after_id``, in id order, with their keys: a whole
+        library read a page at a time (pipeline/migrate_storage.py) instead of all at once."""
+        async with self.sessions() as session:
+            ids = list(await session.scalars(select(GeneratedImage.id).where(GeneratedImage.id > after_id)
+                                             .order_by(GeneratedImage.id).limit(limit)))
+        return await self.image_files(ids) if ids else []
+
     async def replace_file_keys(self, image_id: int, *, thumbnail: RemadeFile | None,
                                 variants: Sequence[RemadeFile]) -> bool:
         """Point one succeeded image's rows at files made again from its master, all or nothing.

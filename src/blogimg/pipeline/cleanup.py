@@ -2,7 +2,9 @@
 
 A dry run unless asked to apply; applying deletes only orphan *files*, and only those older
 than a grace period — a young file may belong to a job that stored it and has not yet
-committed its row (files are written before rows). Rows with missing files are reported, and
+committed its row (files are written before rows). A file whose backend gives no modification
+time is kept unless the grace period is 0. Everything goes through the Storage protocol, so it
+works alike on every backend. Rows with missing files are reported, and
 with ``repair`` the images whose master is still stored get their missing files made again
 from it (pipeline/repair.py). Images whose master is gone too are listed: making them again
 calls a provider, a decision for a person (``blogimg cleanup --remake``).
@@ -26,6 +28,7 @@ class CleanupReport:
     files_without_rows: list[str] = field(default_factory=list)
     rows_missing_files: list[int] = field(default_factory=list)  #: as found, before any repair
     deleted: list[str] = field(default_factory=list)
+    kept_undated: list[str] = field(default_factory=list)  #: orphans the backend gives no age for: kept
     repairable: list[int] = field(default_factory=list)  #: succeeded, files missing, master still stored
     masters_missing: list[int] = field(default_factory=list)  #: succeeded, master gone too: remake only
     repair: RepairReport | None = None  #: what ``repair`` did, when asked
@@ -60,8 +63,14 @@ async def find_orphans(catalog: Catalog, storage: Storage, *, apply: bool = Fals
     if apply:
         cutoff = time.time() - grace_seconds
         for item in orphans:
-            if item.modified is not None and item.modified < cutoff:
+            # An object whose age the backend does not tell cannot be proved old enough: it stays,
+            # unless there is no grace at all. 0 means "whatever is orphaned now", so it must not
+            # hinge on times either: a storage server whose clock runs ahead of ours would make a
+            # fresh orphan look younger than now.
+            if grace_seconds <= 0 or (item.modified is not None and item.modified < cutoff):
                 await storage.delete(item.key)
                 report.deleted.append(item.key)
+            elif item.modified is None:
+                report.kept_undated.append(item.key)
         report.deleted.sort()
     return report
