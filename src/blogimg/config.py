@@ -14,6 +14,7 @@ import tomllib
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import (
@@ -31,6 +32,8 @@ TOML_FILE = Path("blogimg.toml")  #: read from the working directory
 ENV_PREFIX = "BLOGIMG_"
 
 VariantFormat = Literal["avif", "webp", "jpeg"]
+#: ``whsec_`` and the base64 of at least 24 bytes (Standard Webhooks secrets).
+_WEBHOOK_SECRET = re.compile(r"whsec_(?:[A-Za-z0-9+/]{4}){8,}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 
 
 def _default_variant_formats() -> list[VariantFormat]:
@@ -114,6 +117,30 @@ class Settings(BaseSettings):
         10, ge=1, le=1000,
         description="After 429s, each success gives back this fraction (1/N) of a provider's request rate.")
 
+    # Alerts (pipeline/alerting.py): rules every worker evaluates over a sliding window.
+    alert_evaluation_seconds: float = Field(
+        30.0, ge=0, le=3600, description="Seconds between alert evaluations in each worker; 0 turns alerts off.")
+    alert_window_minutes: float = Field(
+        15.0, gt=0, le=1440, description="The sliding window of the failure-rate and p95 rules, minutes.")
+    alert_failure_rate: float = Field(
+        0.2, gt=0, le=1, description="Fire when more than this share of a provider's calls in the window failed.")
+    alert_min_calls: int = Field(
+        10, ge=1, description="Calls (or images) a window needs before its failure rate or p95 can fire.")
+    alert_budget_warning: float = Field(
+        0.8, gt=0, le=1, description="Fire when this share of the daily or monthly budget is spent.")
+    alert_budget_exhausted: float = Field(
+        1.0, gt=0, le=1, description="Fire again when this share of the daily or monthly budget is spent.")
+    storage_limit_bytes: int | None = Field(
+        None, ge=1, description="Bytes the stored images may take; with it set, an alert fires near the limit.")
+    alert_storage_fraction: float = Field(
+        0.9, gt=0, le=1, description="Fire when stored bytes reach this share of BLOGIMG_STORAGE_LIMIT_BYTES.")
+    alert_processing_p95_ms: float | None = Field(
+        None, gt=0, description="Fire when the p95 imaging time of images finished in the window passes this; unset: off.")
+    alert_provider_latency_p95_ms: float | None = Field(
+        None, gt=0, description="Fire when a provider's p95 call latency in the window passes this; unset: off.")
+    alert_queued_minutes: float = Field(
+        30.0, gt=0, description="Fire when a job has waited in the queue longer than this, minutes.")
+
     # Providers (their SDKs read their own key and base-URL variables).
     # The newest model of each whose price per image is known, so a budget can admit its calls.
     openai_model: str = Field("gpt-image-2", description="OpenAI image model.")
@@ -142,6 +169,23 @@ class Settings(BaseSettings):
     post_read_timeout: float = Field(
         10.0, gt=0, le=600, description="Longest POST /api/posts may spend reading one post's markdown; then 422.")
 
+    # Webhooks (pipeline/webhook_sender.py): Standard Webhooks, sent by the worker from an outbox.
+    webhook_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Endpoints sent every event, comma-separated; each must be a public address.")
+    webhook_secret: str | None = Field(
+        None, description="Signing secret of the BLOGIMG_WEBHOOK_URLS endpoints: 'whsec_' and base64.")
+    webhook_allow_loopback: bool = Field(
+        False, description="Let webhook endpoints be 127.0.0.1/::1 (tests against local receivers only).")
+    webhook_timeout: float = Field(
+        10.0, gt=0, le=60, description="Longest one webhook delivery may take, seconds (no redirect is followed).")
+    webhook_retry_delays: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0],
+        description="Seconds before each retry of a failed delivery; after the last, it is failed.")
+
+    # Logs (logs.py): text for people, or one JSON object a line for a log collector.
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines on stderr: text (warnings and errors), or json (one object a line, INFO too).")
+
     # The API server (blogimg serve): what slow or idle clients may hold (api/server.py).
     server_header_timeout: float = Field(
         10.0, gt=0, le=3600,
@@ -152,6 +196,10 @@ class Settings(BaseSettings):
         5, ge=1, le=3600, description="Seconds an idle connection stays open between requests.")
     server_max_connections: int = Field(
         1000, ge=1, le=1_000_000, description="Open connections at most; the next one is answered 503 and closed.")
+
+    # Housekeeping (pipeline/bulk_actions.py): `blogimg prune-events` keeps this many days.
+    event_retention_days: float = Field(
+        30.0, gt=0, le=36_500, description="Days of image status events `blogimg prune-events` keeps.")
 
     # Prompt extraction.
     cover_size: str = Field("1536x1024", description="Size of cover images.")
@@ -223,7 +271,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("providers", "api_keys", "api_read_keys", "variant_widths", "variant_formats", "cors_origins",
-                     mode="before")
+                     "webhook_urls", "webhook_retry_delays", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         # Environment variables arrive as "a,b" or as a JSON list; accept both.
@@ -251,6 +299,33 @@ class Settings(BaseSettings):
         for origin in value:
             if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
                 raise ValueError(f"{origin!r} is not an origin like https://blog.example.com (no path, no slash)")
+        return value
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _check_webhook_urls(cls, value: list[str]) -> list[str]:
+        # The address itself is checked when the endpoints are configured (resolving the host).
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+                raise ValueError(f"{url!r} is not an http(s) URL with a host (and no user name)")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Never echo the value: it is a secret.
+        if value is not None and not _WEBHOOK_SECRET.fullmatch(value):
+            raise ValueError("a webhook secret is 'whsec_' followed by base64 of at least 24 bytes")
+        if value is None and info.data.get("webhook_urls"):
+            raise ValueError("BLOGIMG_WEBHOOK_URLS needs this secret ('whsec_' and base64) to sign with")
+        return value
+
+    @field_validator("webhook_retry_delays")
+    @classmethod
+    def _check_retry_delays(cls, value: list[float]) -> list[float]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("retry delays are seconds, none negative")
         return value
 
     @classmethod

@@ -84,6 +84,9 @@ def test_errors_have_one_shape(client: TestClient) -> None:
     ("POST", "/api/images/generate"), ("PUT", "/api/images/1"), ("DELETE", "/api/images/1"),
     ("POST", "/api/images/1/retry"), ("POST", "/api/images/1/repair"), ("POST", "/api/images/cleanup"),
     ("POST", "/api/images/retry"), ("POST", "/api/posts"),
+    ("POST", "/api/bulk/retry"), ("DELETE", "/api/posts/1/images"), ("POST", "/api/bulk/remake-variants"),
+    ("POST", "/api/bulk/prune-events"),
+    ("POST", "/api/webhooks"), ("PATCH", "/api/webhooks/1"), ("DELETE", "/api/webhooks/1"),
 ])
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong-key", "Basic dGVzdA==", "Bearer "])
 def test_every_mutating_route_needs_a_key(client_without_key: TestClient, method: str, path: str,
@@ -102,6 +105,10 @@ def test_every_mutating_route_in_the_schema_is_covered(client: TestClient) -> No
                ("DELETE", "/api/images/{image_id}"), ("POST", "/api/images/{image_id}/retry"),
                ("POST", "/api/images/{image_id}/repair"),
                ("POST", "/api/images/cleanup"), ("POST", "/api/images/retry"), ("POST", "/api/posts")}
+    covered |= {("POST", "/api/bulk/retry"), ("DELETE", "/api/posts/{post_id}/images"),
+                ("POST", "/api/bulk/remake-variants"), ("POST", "/api/bulk/prune-events")}  # bulk actions
+    covered |= {("POST", "/api/webhooks"), ("PATCH", "/api/webhooks/{endpoint_id}"),
+                ("DELETE", "/api/webhooks/{endpoint_id}")}  # webhook endpoints
     assert mutating == covered
 
 
@@ -168,8 +175,8 @@ def test_stats_health_metrics_and_events(client: TestClient, api_settings: Setti
     assert rows[0]["latency_p50_ms"] is not None
     assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}
     metrics = client.get("/metrics").text
-    assert 'blogimg_images{status="succeeded"} 1' in metrics
-    assert 'blogimg_provider_calls_total{provider="fake",outcome="ok"} 1' in metrics
+    assert 'blogimg_images{status="succeeded"} 1.0' in metrics
+    assert 'blogimg_provider_calls_total{model="fake-1",outcome="ok",provider="fake"} 1.0' in metrics
     with client.stream("GET", "/api/events", params={"after": 0, "limit": 3}) as stream:
         text = "".join(stream.iter_text())
     assert [line for line in text.splitlines() if line.startswith("data:")][:3] == [
@@ -197,6 +204,15 @@ def test_cleanup_reports_both_ways_and_deletes_only_old_orphans(client: TestClie
     storage.modified["ab/cd/orphan.webp"] -= 7200
     old = client.post("/api/images/cleanup", params={"apply": "true"}, headers=AUTH).json()
     assert old["deleted"] == ["ab/cd/orphan.webp"] and "ab/cd/orphan.webp" not in storage.files
+
+
+def test_cleanup_says_which_orphans_it_kept_for_want_of_an_age(client: TestClient, storage: MemoryStorage) -> None:
+    asyncio.run(storage.put("ab/cd/undated.webp", b"x", "image/webp"))
+    del storage.modified["ab/cd/undated.webp"]  # as a backend that gives no modification time
+    report = client.post("/api/images/cleanup", params={"apply": "true"}, headers=AUTH).json()
+    assert (report["deleted"], report["kept_undated"]) == ([], ["ab/cd/undated.webp"])
+    dry = client.post("/api/images/cleanup", headers=AUTH).json()
+    assert (dry["files_without_rows"], dry["kept_undated"]) == (["ab/cd/undated.webp"], [])
 
 
 def test_the_same_prompt_twice_in_one_request_is_one_image(client: TestClient) -> None:

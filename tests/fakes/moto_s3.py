@@ -10,7 +10,7 @@ explicitly (``CREDENTIALS`` for obstore, ``environment`` for a subprocess such a
 - ``start_moto()``: a server of one's own, ``(endpoint, stop)``; the scale-out test uses it.
 - ``moto_s3_endpoint``: one server for the whole session.
 - ``s3_storage``: an S3Storage on a fresh public-read bucket and a random prefix, per test.
-- ``broken_s3_storage``: the same, through a proxy that cuts every upload after 64 KiB.
+- ``broken_s3_storage``: the same, through a proxy that cuts every upload after 1 KiB.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ FAST_RETRY: RetryConfig = {
     "retry_timeout": timedelta(seconds=10),
     "backoff": {"init_backoff": timedelta(milliseconds=10), "max_backoff": timedelta(milliseconds=100), "base": 2},
 }
-CUT_AFTER_BYTES = 64 * 1024
+#: Small enough that even a small image's upload (a thumbnail of a few KiB) is cut off half-way;
+#: requests without a body (HEAD, GET, list) pass whole.
+CUT_AFTER_BYTES = 1024
 
 
 def start_moto() -> tuple[str, Callable[[], None]]:

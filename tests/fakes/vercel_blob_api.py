@@ -15,7 +15,8 @@ made (``new_store``); errors are the API's ``{"error": {"code", "message"}}``. B
 with their Content-Type, at loopback delivery URLs (``/delivery/<store>/<pathname>``) that the
 answers name, as the real API names ``https://<store>.public.blob.vercel-storage.com/…``.
 
-A store made with ``broken=True`` cuts every upload off: the fake reads half the body, then resets
+A store whose ``delivery_origin`` is set names delivery URLs on that origin instead, as a wrong or
+hostile API would. A store made with ``broken=True`` cuts every upload off: the fake reads half the body, then resets
 the connection, as a crashed load balancer would.
 """
 
@@ -63,6 +64,8 @@ class Store:
     store_id: str
     secret: str
     broken: bool = False
+    #: Where answers say the blobs are (scheme://host:port), instead of this fake: a wrong or hostile API.
+    delivery_origin: str | None = None
     blobs: dict[str, Blob] = field(default_factory=dict)
     uploads: dict[str, dict[int, bytes]] = field(default_factory=dict)  #: multipart: id -> parts
 
@@ -111,7 +114,7 @@ class FakeVercelBlob:
         return store
 
     def delivery_url(self, store: Store, pathname: str) -> str:
-        return f"{self.url}{DELIVERY_PATH}{store.store_id}/{quote(pathname, safe='/')}"
+        return f"{store.delivery_origin or self.url}{DELIVERY_PATH}{store.store_id}/{quote(pathname, safe='/')}"
 
     def __enter__(self) -> FakeVercelBlob:
         self._thread.start()

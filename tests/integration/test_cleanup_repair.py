@@ -125,3 +125,20 @@ def test_apply_leaves_no_empty_shard_folders(tmp_path: Path) -> None:
     assert stored_files(data / "images") == kept
     assert not (data / "images" / "zz").exists()
     assert [folder for folder in (data / "images").rglob("*") if folder.is_dir() and not any(folder.iterdir())] == []
+
+
+def test_keys_that_look_like_markup_are_printed_as_they_are(tmp_path: Path) -> None:
+    """Keys may hold ``[`` and ``]``: ``zz/[/b].png`` is a key, not a Rich closing tag (which made
+    the listing fail with a MarkupError). A Finder's ``.DS_Store`` is not a key: not listed at all."""
+    data = tmp_path / "data"
+    assert run_cli("init", data=data, cwd=tmp_path).returncode == 0
+    for name in ("zz/[/b].png", "zz/[bold]x.png", ".DS_Store"):
+        (data / "images" / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / "images" / name).write_bytes(b"orphan")
+    report = run_cli("cleanup", data=data, cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert "files with no row: 2\n  zz/[/b].png\n  zz/[bold]x.png\n" in report.stdout, report.stdout
+    applied = run_cli("cleanup", "--apply", "--grace-seconds", "0", data=data, cwd=tmp_path)
+    assert applied.returncode == 0, applied.stderr
+    assert "deleted 2 files" in applied.stdout
+    assert stored_files(data / "images") == {".DS_Store"}  # not ours: left alone

@@ -11,12 +11,19 @@ from typing import Any
 
 import pytest
 
+from blogimg.cli.migrate import destination
 from blogimg.config import Settings
 from blogimg.db.database import Database
+from blogimg.errors import InputError
 from blogimg.pipeline.generate import generate
 from blogimg.pipeline.migrate_storage import migrate_storage
 from blogimg.storage import LocalStorage, MemoryStorage, StoredObject
+from tests.fakes import moto_s3
+from tests.fakes.moto_s3 import create_bucket, remove_bucket, s3_client
+from tests.fakes.moto_s3 import environment as moto_environment
 from tests.support import query, referenced_keys, run_cli, stored_files, write_posts
+
+moto_s3_endpoint = moto_s3.moto_s3_endpoint  # the session fixture, where pytest looks for it
 
 FAST: dict[str, Any] = {"BLOGIMG_COVER_SIZE": "320x200", "BLOGIMG_INLINE_SIZE": "200x200", "BLOGIMG_VARIANT_WIDTHS": "96",
         "BLOGIMG_AVIF_EFFORT": "0"}
@@ -188,6 +195,7 @@ def test_the_command_copies_verifies_and_says_what_to_switch(tmp_path: Path) -> 
     (["--to", "local", "--to-bucket", "b"], "error: --to-bucket is for --to s3"),
     (["--to", "ftp"], "error: --to 'ftp': use one of local, s3, cloudinary, vercel-blob"),
     (["--to", "local"], "error: the destination is the storage configured now"),
+    (["--to", "s3"], "error: --to s3 needs a bucket: pass --to-bucket"),
 ])
 def test_options_that_do_not_fit_are_one_line(tmp_path: Path, arguments: list[str], message: str) -> None:
     data = tmp_path / "data"
@@ -196,3 +204,46 @@ def test_options_that_do_not_fit_are_one_line(tmp_path: Path, arguments: list[st
     assert result.returncode == 2
     assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("configured", "given"), [("blog", "blog/"), ("/blog/", "blog"), ("blog/", "/blog")])
+def test_a_prefix_is_the_same_folder_however_it_is_written(configured: str, given: str) -> None:
+    for backend in ("s3", "vercel-blob", "cloudinary"):
+        source = Settings(storage=backend, storage_bucket="b" if backend == "s3" else None, storage_prefix=configured)
+        with pytest.raises(InputError, match="the destination is the storage configured now"):
+            destination(source, to=backend, path=None, bucket="b" if backend == "s3" else None, prefix=given)
+    moved = destination(Settings(storage="s3", storage_bucket="b", storage_prefix=configured),
+                        to="s3", path=None, bucket=None, prefix="other")
+    assert moved.storage_prefix == "other"
+
+
+def test_the_command_moves_a_local_library_into_an_s3_bucket(tmp_path: Path, moto_s3_endpoint: str) -> None:
+    """``blogimg migrate-storage --to s3 --to-bucket B`` from local disk into moto's S3: every
+    referenced file arrives with the same SHA-256, and a second run copies nothing."""
+    data = tmp_path / "data"
+    made = run_cli("generate", str(write_posts(tmp_path / "posts", 1, markers=1)), data=data, cwd=tmp_path, **FAST)
+    assert made.returncode == 0, made.stderr
+    keys = referenced_keys(data / "blogimg.db")
+    bucket = create_bucket(moto_s3_endpoint)
+    aws = {name: value for name, value in moto_environment(moto_s3_endpoint, bucket).items()
+           if name.startswith("AWS_")}  # the source stays local: only the credentials and endpoint
+    try:
+        result = run_cli("migrate-storage", "--to", "s3", "--to-bucket", bucket, data=data, cwd=tmp_path,
+                         **FAST, **aws)
+        assert result.returncode == 0, result.stderr + result.stdout
+        assert f"2 images: {len(keys)} files verified" in result.stdout
+        assert f"BLOGIMG_STORAGE=s3\n  BLOGIMG_STORAGE_BUCKET={bucket}" in result.stdout
+        client = s3_client(moto_s3_endpoint)
+        arrived = {item["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+                   for item in page.get("Contents", [])}
+        assert arrived == keys
+        for key in keys:
+            body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            assert hashlib.sha256(body).digest() == hashlib.sha256((data / "images" / key).read_bytes()).digest()
+
+        again = run_cli("migrate-storage", "--to", "s3", "--to-bucket", bucket, data=data, cwd=tmp_path,
+                        **FAST, **aws)
+        assert again.returncode == 0, again.stderr + again.stdout
+        assert f"(0 copied now, {len(keys)} already there" in again.stdout
+    finally:
+        remove_bucket(moto_s3_endpoint, bucket)

@@ -8,9 +8,10 @@ import asyncio
 import contextlib
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -145,6 +146,44 @@ async def test_every_failure_is_one_line_naming_the_key_and_the_operation(moto_s
             await unreachable.get("a/b.png")
     message = str(caught.value)
     assert message.startswith("S3 download of 'a/b.png'") and "\n" not in message and len(message) < 500
+
+
+async def test_an_endpoint_that_never_answers_fails_within_the_bound() -> None:
+    """A store that accepts connections and then says nothing (a hung load balancer) fails the
+    operation once the request timeout and the retry budget are spent, not after obstore's
+    defaults (30 s a request, 10 retries within 3 minutes)."""
+    with silent_port() as port:
+        silent = S3Storage("some-bucket", endpoint=f"http://127.0.0.1:{port}", config=moto_s3.CREDENTIALS,
+                           retry={"max_retries": 1, "retry_timeout": timedelta(seconds=2),
+                                  "backoff": {"init_backoff": timedelta(milliseconds=10),
+                                              "max_backoff": timedelta(milliseconds=50), "base": 2}},
+                           request_timeout=timedelta(seconds=1), connect_timeout=timedelta(seconds=1))
+        started = time.monotonic()
+        with pytest.raises(StorageError, match=r"^S3 upload of 'a/b.png'"):
+            await silent.put("a/b.png", b"x" * 1000, "image/png")
+    assert time.monotonic() - started < 8
+
+
+@contextlib.contextmanager
+def silent_port() -> Iterator[int]:
+    """A loopback port that accepts every connection and never answers on it."""
+    held: list[socket.socket] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:  # closed
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        listener.close()
+        for connection in held:
+            connection.close()
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ import pytest
 from blogimg.config import Settings
 from blogimg.errors import ConfigurationError, InvalidKeyError, StorageError
 from blogimg.storage import build_storage
+from blogimg.storage.audit import AuditedStorage
 from blogimg.storage.cdn import CdnUrls
 from blogimg.storage.cloudinary import (
     EMPTY_MARKER,
@@ -67,6 +68,7 @@ async def test_keys_are_raw_resources_in_the_folder_and_the_hot_path_never_calls
     assert fake.assets[(cloud, "raw", "blog/white_20space/a_20picture.avif")].data == data
     upload = next(call for call in fake.calls if call.api == "upload" and call.cloud == cloud)
     assert upload.fields["overwrite"] == "1" and upload.fields["type"] == "upload"
+    assert upload.fields["invalidate"] == "1"  # a CDN-cached 404 or older bytes of the key are dropped
     assert await storage.get("white space/a picture.avif") == data
     assert await storage.exists("white space/a picture.avif")
     assert not await storage.exists("not/there.png")
@@ -193,6 +195,42 @@ def test_a_folder_that_is_not_a_key_is_refused(monkeypatch: pytest.MonkeyPatch) 
 def test_the_factory_builds_it_behind_a_cdn_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CLOUDINARY_CLOUD_NAME", raising=False)
     monkeypatch.setenv("CLOUDINARY_URL", "cloudinary://k:s@demo")
-    assert isinstance(build_storage(Settings(storage="cloudinary")), CloudinaryStorage)
+    built = build_storage(Settings(storage="cloudinary"))
+    assert isinstance(built, AuditedStorage) and isinstance(built.storage, CloudinaryStorage)
     behind = build_storage(Settings(storage="cloudinary", cdn_base_url="https://img.example.com/"))
-    assert isinstance(behind, CdnUrls) and isinstance(behind.storage, CloudinaryStorage)
+    assert isinstance(behind, AuditedStorage) and isinstance(behind.storage, CdnUrls)
+    assert isinstance(behind.storage.storage, CloudinaryStorage)
+
+
+async def test_a_service_that_never_answers_fails_within_the_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An API host that accepts the connection and says nothing (a hung load balancer): the upload
+    fails once the read timeout is spent (the SDK alone would wait forever), and a POST whose
+    answer was lost is not sent again."""
+    import asyncio
+    import socket
+    import threading
+    import time
+
+    held: list[socket.socket] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def accept() -> None:
+            while True:
+                try:
+                    held.append(listener.accept()[0])
+                except OSError:  # closed
+                    return
+
+        threading.Thread(target=accept, daemon=True).start()
+        host = f"127.0.0.1:{listener.getsockname()[1]}"
+        monkeypatch.delenv("CLOUDINARY_CLOUD_NAME", raising=False)
+        monkeypatch.setenv("CLOUDINARY_URL", f"cloudinary://{API_KEY}:{API_SECRET}@silent"
+                                             f"?upload_prefix=http://{host}&cname={host}")
+        storage = CloudinaryStorage.from_settings(Settings(storage="cloudinary", storage_prefix="blog/"))
+        storage.connect_timeout = storage.read_timeout = 1.0
+        started = time.monotonic()
+        with pytest.raises(StorageError, match=r"^Cloudinary could not store 'a/b.png': "):
+            await asyncio.wait_for(storage.put("a/b.png", b"png", "image/png"), 20)
+        assert time.monotonic() - started < 8
+        assert len(held) == 1  # one connection: the upload was not retried
+    for connection in held:
+        connection.close()

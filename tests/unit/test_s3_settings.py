@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from blogimg.config import Settings
 from blogimg.errors import ConfigurationError
 from blogimg.storage import build_storage
+from blogimg.storage.audit import AuditedStorage
 from blogimg.storage.cdn import CdnUrls
 from blogimg.storage.s3 import S3Storage, is_loopback, normalized_prefix
 
@@ -115,9 +117,11 @@ def test_the_factory_builds_it_from_the_environment_and_a_cdn_goes_in_front(monk
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
     monkeypatch.setenv("AWS_REGION", "eu-central-1")
     storage = build_storage(s3_settings(storage_prefix="/blog/"))
-    assert isinstance(storage, S3Storage) and storage.url("a.png") == "http://127.0.0.1:9000/blog-images/blog/a.png"
+    assert isinstance(storage, AuditedStorage) and isinstance(storage.storage, S3Storage)  # every put logged
+    assert storage.url("a.png") == "http://127.0.0.1:9000/blog-images/blog/a.png"
     behind = build_storage(s3_settings(cdn_base_url="https://img.example.com/"))
-    assert isinstance(behind, CdnUrls) and behind.url("a.png") == "https://img.example.com/a.png"
+    assert isinstance(behind, AuditedStorage) and isinstance(behind.storage, CdnUrls)
+    assert behind.url("a.png") == "https://img.example.com/a.png"
 
 
 def test_with_an_expiry_urls_are_presigned_gets() -> None:
@@ -143,3 +147,13 @@ def test_without_its_sdk_the_backend_is_one_line_naming_the_extra(monkeypatch: p
 def test_the_module_imports_without_its_sdk() -> None:
     code = "import sys; sys.modules['obstore'] = None; import blogimg.storage.s3, blogimg.storage.factory"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_from_settings_bounds_retries_and_every_request() -> None:
+    """Not obstore's default of 10 retries within 3 minutes for each operation: at most 3 within
+    30 s, each request cut off after 60 s (10 s to connect)."""
+    storage = S3Storage.from_settings(s3_settings(), environ={"AWS_ENDPOINT_URL": "http://127.0.0.1:9000"})
+    retry = storage._store.retry_config
+    assert retry is not None and (retry["max_retries"], retry["retry_timeout"]) == (3, timedelta(seconds=30))
+    options = storage._store.client_options
+    assert options is not None and (options["timeout"], options["connect_timeout"]) == ("1m", "10s")

@@ -198,3 +198,38 @@ def test_only_the_api_base_is_reached_and_no_telemetry_is_loaded(vercel_blob_api
     assert report["reached"] and all("127.0.0.1" in entry and port in entry for entry in report["reached"])
     assert not [name for name in report["modules"] if "telemetry" in name or "oidc" in name]
     assert report["telemetry_off"] == "1"
+
+
+async def test_a_download_url_on_another_host_is_refused_unread(vercel_blob_api: FakeVercelBlob,  # noqa: F811
+                                                                 store: Store) -> None:
+    """An API answer naming a blob's ``url`` on a host that is not the store's (a wrong or hostile
+    answer) is one StorageError, and that host gets no request: no fetching wherever it points."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    reached: list[str] = []
+
+    class Foreign(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            reached.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"png")  # the size the head names: before the fix, get returned it
+
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Foreign) as foreign:
+        Thread(target=foreign.serve_forever, daemon=True).start()
+        store.delivery_origin = f"http://127.0.0.1:{foreign.server_port}"
+        try:
+            storage = _storage(vercel_blob_api, store, "blog/")
+            await storage.put("a/b.png", b"png", "image/png")
+            with pytest.raises(StorageError, match=r"cannot read 'a/b.png'.*not the store's") as caught:
+                await storage.get("a/b.png")
+            assert "\n" not in str(caught.value) and store.token not in str(caught.value)
+            assert not storage.url("a/b.png").startswith(store.delivery_origin)  # nor learned from such an answer
+        finally:
+            foreign.shutdown()
+    assert reached == []

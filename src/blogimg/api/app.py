@@ -25,7 +25,18 @@ from blogimg.api.docs import install_docs
 from blogimg.api.errors import error_response, install_error_handlers
 from blogimg.api.files import mount_local_files
 from blogimg.api.keys import KeyRing
-from blogimg.api.routes import batches, events, failures, images, posts, service
+from blogimg.api.routes import (
+    alerts,
+    analytics,
+    batches,
+    bulk,
+    events,
+    failures,
+    images,
+    posts,
+    service,
+    webhooks,
+)
 from blogimg.config import Settings
 from blogimg.db.failures import describe
 from blogimg.pipeline.worker import Worker
@@ -34,6 +45,7 @@ from blogimg.storage.base import Storage
 from blogimg.storage.factory import build_storage
 from blogimg.web import failures as failures_page
 from blogimg.web import gallery, image_page, overview, posts_page, sign_in
+from blogimg.web import webhooks as webhooks_page
 from blogimg.web.assets import mount_static
 
 log = logging.getLogger(__name__)
@@ -128,6 +140,9 @@ def create_app(settings: Settings, *, storage: Storage | None = None, run_worker
     routers += (overview.router, gallery.router, posts_page.router)  # the status page's views (web/)
     routers += (image_page.router, failures_page.router)
     routers += (sign_in.router,)  # /sign-in, /sign-out
+    routers += (alerts.router,)  # /api/alerts: firing now and the history
+    routers += (webhooks.router, webhooks_page.router)  # /api/webhooks (endpoints, delivery log), the /webhooks view
+    routers += (analytics.router, bulk.router)  # /api/analytics, /api/bulk/…, DELETE /api/posts/{id}/images
     for router in routers:
         app.include_router(router)
     install_docs(app)

@@ -146,6 +146,8 @@ class CleanupOut(BaseModel):
     files_without_rows: list[str]
     rows_missing_files: list[int]
     deleted: list[str]
+    kept_undated: list[str] = Field(description="Orphan files kept because the storage gives no age for them "
+                                                "(grace_seconds=0 deletes them: safe only with every worker stopped)")
     repairable: list[int] = Field(description="Succeeded images with missing files whose master is stored")
     masters_missing: list[int] = Field(description="Succeeded images whose master is gone: only a provider "
                                                    "can make them again (remake=true)")

@@ -30,6 +30,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from blogimg import logs
 from blogimg.config import Settings
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,10 @@ class ServerLimits:
 
 def run_server(app: Any, *, host: str, port: int, limits: ServerLimits) -> None:
     """Serve ``app`` on host:port until SIGINT/SIGTERM, with ``limits``."""
+    # With JSON logs uvicorn must not install its own text handlers: its lines go to ours.
+    config: dict[str, Any] = {"log_config": None} if logs.is_json() else {}
     uvicorn.run(app, host=host, port=port, log_level="info", http=guarded_protocol(limits),
-                timeout_keep_alive=limits.keep_alive_timeout)
+                timeout_keep_alive=limits.keep_alive_timeout, **config)
 
 
 def guarded_protocol(limits: ServerLimits) -> type[GuardedH11Protocol]:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from blogimg.cli import catalogue, migrate, run
+from blogimg.cli import alerts, bulk, catalogue, migrate, run
 from blogimg.cli.output import print_error, set_debug
 
 DEBUG_FLAG = "--debug"
@@ -31,6 +31,9 @@ def main_options(
 for command in (run.init, run.generate, run.worker, run.serve, catalogue.stats, catalogue.search,
                 run.retry, catalogue.cleanup, catalogue.providers, catalogue.rebuild_rollups, migrate.migrate_storage):
     app.command()(command)
+app.command()(alerts.alerts)  # alerts firing and their history
+for bulk_command in (bulk.delete_images, bulk.remake_variants, bulk.prune_events):  # bulk actions
+    app.command()(bulk_command)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from blogimg.cli.output import (
     print_summary,
 )
 from blogimg.config import Settings
+from blogimg.db.analytics import Grouping
 from blogimg.db.catalog import Page
 from blogimg.db.database import Database
 from blogimg.db.engine import sqlite_file
@@ -54,11 +55,22 @@ async def _database(settings: Settings) -> AsyncIterator[Database]:
         await database.close()
 
 
-def stats() -> None:
-    """Images by status and provider, cost and bytes saved."""
+def stats(
+    by: Annotated[Grouping | None, typer.Option(
+        "--by", help="Spend, accepted images, cost per image and regeneration by day, month or provider; "
+                     "with storage by format and ratings.")] = None,
+    days: Annotated[int | None, typer.Option(min=1, help="With --by: only the last N UTC days.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="With --by: the JSON GET /api/analytics answers.")] = False,
+) -> None:
+    """Images by status and provider, cost and bytes saved (--by: analytics grouped one way)."""
 
     def work() -> None:
         settings = _catalogue_settings()
+        if by is not None or as_json:
+            from blogimg.cli.analytics import print_analytics
+
+            print_analytics(settings, by or "day", days, as_json)
+            return
 
         async def read() -> Totals:
             async with _database(settings) as database:
@@ -124,7 +136,7 @@ def search(
             table.add_column(column, overflow="fold")
         for item in page.items:
             image = item.image
-            where = storage.url(image.storage_key) if image.storage_key else escape(image.error_message or "")
+            where = escape(storage.url(image.storage_key) if image.storage_key else image.error_message or "")
             table.add_row(str(image.id), image.status.value, image.provider or "", escape(item.prompt[:80]), where)
         console.print(table if page.items else "no images match")
 
@@ -188,7 +200,7 @@ def _print_cleanup(report: CleanupReport, *, apply: bool, grace_seconds: float, 
                    remade: bool) -> None:
     console.print(f"files with no row: {len(report.files_without_rows)}")
     for key in report.files_without_rows[:50]:
-        console.print(f"  {key}", highlight=False)
+        console.print(f"  {escape(key)}", highlight=False)  # a key may hold [ and ]: not markup
     console.print(f"images whose files are missing: {len(report.rows_missing_files)}{_ids(report.rows_missing_files)}",
                   highlight=False)
     fixed = report.repair
@@ -211,7 +223,8 @@ def _print_cleanup(report: CleanupReport, *, apply: bool, grace_seconds: float, 
         console.print(f"deleted {len(report.deleted)} files older than {grace_seconds:g} s")
         if report.kept_undated:
             console.print(f"kept {len(report.kept_undated)} orphan files whose age the storage does not tell; "
-                          "--grace-seconds 0 deletes them", highlight=False)
+                          "--grace-seconds 0 deletes them, but is safe only with every worker stopped "
+                          "(a file stored just now may not have its row yet)", highlight=False)
     elif report.files_without_rows:
         console.print("dry run: nothing deleted; pass --apply to delete orphan files older than the grace period")
 

@@ -69,6 +69,8 @@ def destination(settings: Settings, *, to: str, path: Path | None, bucket: str |
     if prefix is not None:
         changes["storage_prefix"] = prefix
     moved = settings.model_copy(update=changes)  # each value is of its field's type: nothing to validate
+    if to == "s3" and not moved.storage_bucket:
+        raise InputError("--to s3 needs a bucket: pass --to-bucket (or set BLOGIMG_STORAGE_BUCKET)")
     if _place(moved) == _place(settings):
         raise InputError(f"the destination is the storage configured now ({_describe(settings)}): "
                          "name another with --to-path, --to-bucket or --to-prefix")
@@ -88,11 +90,13 @@ def switch_settings(settings: Settings) -> list[str]:
 
 
 def _place(settings: Settings) -> tuple[str, ...]:
+    # Every backend reads /blog, blog and blog/ as the one folder blog/: so must the comparison.
+    prefix = settings.storage_prefix.strip("/")
     if settings.storage == "local":
         return ("local", str(settings.storage_path.resolve()))
     if settings.storage == "s3":
-        return ("s3", settings.storage_bucket or "", settings.storage_prefix)
-    return (settings.storage, settings.storage_prefix)
+        return ("s3", settings.storage_bucket or "", prefix)
+    return (settings.storage, prefix)
 
 
 def _describe(settings: Settings) -> str:

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from blogimg import logs
 from blogimg.config import Settings, setting_origin
 from blogimg.domain import EventKind, Outcome, ProgressEvent, RunSummary
 from blogimg.errors import BlogimgError
@@ -26,21 +27,23 @@ from blogimg.errors import BlogimgError
 console = Console()
 errors = Console(stderr=True)
 _debug = {"enabled": False}
+_log = logging.getLogger("blogimg.cli")
 
 
 def set_debug(enabled: bool) -> None:
     """``--debug``: tracebacks instead of one-line errors, and debug logs."""
     _debug["enabled"] = enabled
-    logging.basicConfig(level=logging.DEBUG if enabled else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    # aiosqlite logs every statement with its values at DEBUG: posts' markdown, prompts.
-    logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    # Text until the settings say otherwise (load_settings). aiosqlite logs every statement with
+    # its values at DEBUG (posts' markdown, prompts): logs.configure keeps it at INFO.
+    logs.configure("text", debug=enabled)
 
 
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment and blogimg.toml; a bad one is a BlogimgError naming it."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
+        logs.configure(settings.log_format, debug=_debug["enabled"])
+        return settings
     except ValidationError as error:
         raise BlogimgError(_settings_problem(error.errors()[0], overrides)) from None
     except SettingsError as error:
@@ -63,7 +66,16 @@ def _settings_problem(problem: ErrorDetails, overrides: dict[str, Any]) -> str:
 
 def print_error(message: str) -> None:
     """One line on stderr, never wrapped at the terminal's width (scripts grep for it)."""
-    errors.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
+    stderr_line(f"error: {message}", logging.ERROR)
+
+
+def stderr_line(message: str, level: int = logging.INFO) -> None:
+    """A line for stderr: as it is, or — with BLOGIMG_LOG_FORMAT=json — a JSON log line, so that
+    every line on stderr is one object a collector can read."""
+    if logs.is_json():
+        _log.log(level, message)
+    else:
+        errors.print(message, highlight=False, markup=False, soft_wrap=True)
 
 
 def guarded(work: Callable[[], None]) -> None:
@@ -78,7 +90,7 @@ def guarded(work: Callable[[], None]) -> None:
         print_error(str(error))
         raise typer.Exit(code=2) from None
     except KeyboardInterrupt:
-        errors.print("interrupted; unfinished images stay queued and resume on the next run")
+        stderr_line("interrupted; unfinished images stay queued and resume on the next run", logging.WARNING)
         raise typer.Exit(code=130) from None
     except Exception as error:
         if _debug["enabled"]:
@@ -148,7 +160,7 @@ def print_summary(summary: RunSummary, title: str) -> None:
     table.add_row("bytes saved", bytes_line(summary.bytes_original, summary.bytes_stored))
     console.print(table)
     for image_id, code, message in summary.failures[:20]:
-        errors.print(f"image {image_id} failed ({code}): {message}", highlight=False)
+        stderr_line(f"image {image_id} failed ({code}): {message}", logging.WARNING)
 
 
 def money(known: float, unknown_calls: int) -> str:

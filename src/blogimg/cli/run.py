@@ -74,16 +74,27 @@ def generate(
 def retry(
     image_ids: Annotated[list[int] | None, typer.Argument(help="Images to make again (failed ones).")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Every failed image.")] = False,
+    batch: Annotated[int | None, typer.Option("--batch", min=1, max=2**31 - 1,
+                                              help="Every failed image of this batch.")] = None,
+    post: Annotated[int | None, typer.Option("--post", min=1, max=2**31 - 1,
+                                             help="Every failed image of this post.")] = None,
 ) -> None:
     """Queue failed images again and make them now (embedded worker, as ``generate`` does)."""
     from blogimg.pipeline.generate import retry as run_retry
 
     def work() -> None:
-        if not image_ids and not failed:
-            raise InputError("name the image ids to retry, or pass --failed for every failed image")
+        if not image_ids and not failed and batch is None and post is None:
+            raise InputError("name the image ids to retry, or pass --failed (every failed image), --batch or --post")
+        if sum((bool(image_ids), failed, batch is not None, post is not None)) > 1:
+            raise InputError("give image ids, --failed, --batch or --post: one of them")
         settings = load_settings()
+        chosen = image_ids or None
+        if batch is not None or post is not None:
+            from blogimg.cli.bulk import failed_image_ids
+
+            chosen = failed_image_ids(settings, batch_id=batch, post_id=post)
         with ProgressDisplay() as display:
-            summary = asyncio.run(run_retry(settings, image_ids or None, on_event=display.handle))
+            summary = asyncio.run(run_retry(settings, chosen, on_event=display.handle))
         print_summary(summary, "retry")
         if summary.failed:
             raise typer.Exit(code=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -16,6 +16,7 @@ from blogimg.db.posts import Posts
 from blogimg.db.queue import JobQueue
 from blogimg.db.reporting import Reporting
 from blogimg.db.sessions import WebSessions
+from blogimg.db.webhook_deliveries import Webhooks
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,10 @@ class Database:
     web_sessions: WebSessions  #: page sign-ins
     attempts: AttemptHistory  #: each image's provider calls, from the ledger
     failed_images: FailedImages  #: failures by error code; what a bulk retry matches
+    webhooks: Webhooks = field(init=False)  #: webhook endpoints and the delivery log (the outbox's rows)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "webhooks", Webhooks(self.engine, self.sessions))
 
     @classmethod
     async def open(cls, database_url: str) -> Database:

@@ -29,6 +29,7 @@ class JobContext:
     post: BlogPost
     options: dict[str, Any]  #: per-job choices from the API ({} = the worker's defaults)
     variation: int = 0  #: which of the prompt's images this is (0 for posts; 0… for API variations)
+    batch_id: int | None = None  #: the batch that queued it last (for log lines)
 
 
 @dataclass(frozen=True, slots=True)

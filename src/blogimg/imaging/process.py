@@ -15,7 +15,7 @@ import hashlib
 import math
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import cache, cached_property
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from blogimg.config import Settings
 
 __all__ = ["EncodedFile", "ImagingOptions", "ProcessedImage", "dominant_color", "make_thumbnail",
-           "process_image", "safe_load", "sniff_format", "thumbnail_window"]
+           "make_variants", "process_image", "safe_load", "sniff_format", "thumbnail_window"]
 
 _KEEP_ICC = pyvips.ForeignKeep.ICC
 _CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp",
@@ -189,6 +189,29 @@ def make_thumbnail(data: bytes, options: ImagingOptions, focus: Sequence[float] 
         return _encode(_thumbnail(image, options.thumbnail_size, focus), "webp", options, role="thumbnail")
     except pyvips.Error as error:
         raise ImageRejectedError(f"thumbnail could not be made: {first_line(error)}") from None
+
+
+def make_variants(data: bytes, options: ImagingOptions,
+                  wanted: Collection[tuple[str, int]]) -> tuple[EncodedFile, ...]:
+    """Only the variants ``wanted`` ((format, width) pairs) of a stored master, encoded as
+    process_image encodes them: for settings that now ask for widths or formats an image was made
+    without (pipeline/remake_variants.py). A width is never above the master's own."""
+    image, _ = decode(data, options.limits, options.max_icc_profile_bytes)
+    if image.hasalpha() and image[image.bands - 1].min() >= 255:
+        image = image.flatten()  # as process_image does, so the files match what a new image gets
+    if any(width > image.width for _, width in wanted):
+        raise ImageRejectedError(f"a {image.width} px master has no variant wider than itself")
+
+    def encoder(image_format: str, width: int) -> Callable[[], EncodedFile]:
+        resized = image if width == image.width else image.resize(width / image.width)
+        return lambda: _encode(resized, image_format, options, role="variant")
+
+    work: list[Callable[[], object]] = [encoder(image_format, width)  # widest first, as process_image does
+                                        for image_format, width in sorted(wanted, key=lambda pair: -pair[1])]
+    try:
+        return tuple(sorted(_run_all(work, options.threads), key=lambda file: (file.width, file.format)))
+    except pyvips.Error as error:
+        raise ImageRejectedError(f"variants could not be encoded: {first_line(error)}") from None
 
 
 def thumbnail_window(width: int, height: int, focus: Sequence[float]) -> tuple[int, int, int, int]:

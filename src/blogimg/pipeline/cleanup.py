@@ -40,8 +40,10 @@ async def find_orphans(catalog: Catalog, storage: Storage, *, apply: bool = Fals
     """Report orphans both ways; ``repair`` re-makes missing files from masters, ``apply`` deletes
     orphan files older than ``grace_seconds``. ``imaging`` must be the settings the images were
     made with (``ImagingOptions.from_settings``) for repaired files to keep their keys."""
-    images = await catalog.image_files()
+    # Storage first, the catalogue second: files are written before rows, so a row committed
+    # while the listing runs is seen, and its file is not taken for an orphan.
     stored = [item async for item in storage.list()]
+    images = await catalog.image_files()
     stored_keys = {item.key for item in stored}
     missing = needs_files(images, stored_keys)
     report = CleanupReport(
@@ -55,8 +57,8 @@ async def find_orphans(catalog: Catalog, storage: Storage, *, apply: bool = Fals
                                                   imaging or ImagingOptions())
         report.masters_missing = sorted(report.repair.masters_missing)
         if report.repair.files:  # rows may name new keys now, and new files exist: read both again
-            images = await catalog.image_files()
             stored = [item async for item in storage.list()]
+            images = await catalog.image_files()
     referenced = set().union(*(image.keys() for image in images))
     orphans = [item for item in stored if item.key not in referenced]
     report.files_without_rows = sorted(item.key for item in orphans)

@@ -17,8 +17,11 @@ from blogimg.config import Settings
 from blogimg.db.database import Database
 from blogimg.domain import ProgressEvent
 from blogimg.imaging.process import ImagingOptions
+from blogimg.pipeline.alerting import AlertEvaluator, circuit_states
 from blogimg.pipeline.budget import Budget
 from blogimg.pipeline.chain import CaptionChain, ProviderChain
+from blogimg.pipeline.webhook_endpoints import configure_endpoints
+from blogimg.pipeline.webhook_sender import WebhookSender
 from blogimg.pipeline.worker import Worker
 from blogimg.providers.base import ImageProvider
 from blogimg.providers.registry import CaptionerRegistry, ProviderRegistry
@@ -42,7 +45,7 @@ class Runtime:
         settings = self.settings
         if self.chain is None:
             raise RuntimeError("this runtime was opened without providers; it cannot run a worker")
-        return Worker(
+        worker = Worker(
             self.database.queue, self.database.ledger, self.storage, self.chain,
             imaging=ImagingOptions.from_settings(settings),
             concurrency=concurrency or settings.max_concurrent, lease_seconds=settings.lease_seconds,
@@ -51,6 +54,9 @@ class Runtime:
             captions=self.captions, alt_text_max_chars=settings.alt_text_max_chars,
             shutdown_grace=settings.shutdown_grace,
         )
+        worker.alert_loop = AlertEvaluator(self.database, settings, circuit_states(self.chain.breakers)).run
+        worker.webhook_loop = WebhookSender.from_settings(settings, self.database.webhooks).run
+        return worker
 
 
 def build_chain(settings: Settings, providers: Sequence[ImageProvider]) -> ProviderChain:
@@ -96,6 +102,12 @@ async def open_runtime(
         database = await Database.open(settings.database_url)
     except BaseException:
         await _close(chain, captions)
+        raise
+    try:
+        await configure_endpoints(settings, database.webhooks)  # BLOGIMG_WEBHOOK_URLS, checked and in sync
+    except BaseException:
+        await _close(chain, captions)
+        await database.close()
         raise
     try:
         yield Runtime(settings, database, storage, chain, captions)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
+from blogimg import logs
 from blogimg.db.failures import connection_lost, describe
 from blogimg.db.jobs import ClaimedJob, JobContext
 from blogimg.db.leases import lease_owner_name
@@ -36,9 +38,11 @@ from blogimg.errors import (
     StorageError,
 )
 from blogimg.imaging.process import ImagingOptions, ProcessedImage, process_image
+from blogimg.pipeline import job_logs
 from blogimg.pipeline.alt_text import shorten
 from blogimg.pipeline.budget import Budget
 from blogimg.pipeline.chain import CaptionChain, ChainSuccess, ProviderChain
+from blogimg.pipeline.circuit_reports import report_loop
 from blogimg.pipeline.job_ledger import JobLedger
 from blogimg.pipeline.job_results import failure_code, finished_image, image_title
 from blogimg.providers.base import CaptionRequest
@@ -103,6 +107,10 @@ class Worker:
         self._paused_until = 0.0
         self._pauses = 0  #: pauses since an image last succeeded; while any, one job at a time
         self._given_back: dict[int, int] = {}  #: image id → uncounted give-backs for a lost connection
+        #: The alert rules' loop (pipeline/alerting.py), run beside the jobs; the runtime sets it.
+        self.alert_loop: Callable[[], Coroutine[Any, Any, None]] | None = None
+        #: The webhook outbox's sender (pipeline/webhook_sender.py), run beside the jobs; the runtime sets it.
+        self.webhook_loop: Callable[[], Coroutine[Any, Any, None]] | None = None
 
     def stop(self, *, immediately: bool = False) -> None:
         """Stop claiming. Jobs in flight get ``shutdown_grace`` seconds to finish (none when
@@ -115,6 +123,9 @@ class Worker:
         """Work until stopped, or — with ``batch_id`` — until that batch has nothing left to do."""
         tasks: set[asyncio.Task] = set()
         beat = asyncio.create_task(self._heartbeats(), name="blogimg-heartbeat")
+        alerts = asyncio.create_task(self.alert_loop(), name="blogimg-alerts") if self.alert_loop else None
+        webhooks = asyncio.create_task(self.webhook_loop(), name="blogimg-webhooks") if self.webhook_loop else None
+        circuits = asyncio.create_task(report_loop(self.queue.engine, self.owner, self.chain), name="blogimg-circuits")
         try:
             while not self._stopping.is_set():
                 claimed: list[ClaimedJob] = []
@@ -146,7 +157,13 @@ class Worker:
             if self.stopped_by is not None:
                 raise self.stopped_by
         finally:
-            beat.cancel()
+            # /metrics stops counting this worker once its last circuit report ages out; a webhook
+            # delivery cut short is sent again once its lease runs out. Each is awaited, so none is
+            # still on the database when it closes.
+            helpers = [task for task in (beat, circuits, alerts, webhooks) if task is not None]
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             for task in tasks:
                 task.cancel()
 
@@ -226,6 +243,7 @@ class Worker:
                     log.warning("lost the lease on image %s; another worker has it", job.image_id)
 
     async def _run_job(self, job: ClaimedJob) -> None:
+        job_logs.job_started(job.image_id)  # this task's log lines name the image
         try:
             await self._make_image(job)
         except JobGoneError:
@@ -260,9 +278,11 @@ class Worker:
 
     async def _make_image(self, job: ClaimedJob) -> None:
         context = await self.queue.job_context(job)
+        logs.bind(batch_id=context.batch_id)
         self._emit(ProgressEvent(EventKind.STARTED, image_id=job.image_id, done=self.done))
 
         async def report(attempt: AttemptRecord) -> None:
+            job_logs.attempt_ended(attempt)
             self._emit(ProgressEvent(EventKind.ATTEMPT, image_id=job.image_id, done=self.done,
                                      attempt=attempt))
 
@@ -357,6 +377,7 @@ class Worker:
         if kind is EventKind.SUCCEEDED:
             self._pauses = 0
         self.done += 1
+        job_logs.job_ended(kind is EventKind.SUCCEEDED, detail)
         self._emit(ProgressEvent(kind, image_id=job.image_id, done=self.done, detail=detail))
 
     def _request(self, context: JobContext) -> ImageRequest:

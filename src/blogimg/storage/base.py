@@ -84,6 +84,16 @@ def validate_key(key: str) -> str:
     return key
 
 
+def is_valid_key(key: str) -> bool:
+    """Whether ``key`` passes ``validate_key``: a listing skips names put there by something else
+    (``.DS_Store``, `` lead.png``), which no method could read, delete or give a URL for."""
+    try:
+        validate_key(key)
+    except InvalidKeyError:
+        return False
+    return True
+
+
 #: Unicode categories no key may hold: controls, invisible format marks (a right-to-left override
 #: makes a listing lie), line and paragraph separators, surrogates, private and unassigned points.
 _UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})

@@ -53,7 +53,12 @@ MAX_PUBLIC_ID_LENGTH = 255  #: Cloudinary's limit, folder included
 #: What a 0-byte object is stored as (the service refuses empty files); never a real image.
 EMPTY_MARKER = b"blogimg empty object: Cloudinary refuses 0-byte files, so this stands for one\n"
 EMPTY_TAG = "blogimg_empty_object"
-TIMEOUT = 120.0  #: seconds for one SDK call or download; the SDK itself waits forever
+#: Seconds to connect, and to wait for each read, per request (SDK call or download). Without a
+#: timeout the SDK waits forever; its urllib3 pool (urllib3's default Retry(3)) tries a failed
+#: connect, or a GET whose answer was lost, at most 3 more times, and a POST whose answer was lost
+#: (upload, destroy) never again: every call is bounded by a few of these waits.
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 60.0
 _URL_SHAPE = "cloudinary://API_KEY:API_SECRET@CLOUD_NAME"
 _ESCAPES = re.compile(r"(?:_[0-9A-F]{2})+")
 
@@ -89,11 +94,14 @@ class CloudinaryStorage:
     """Raw resources under ``folder`` in the Cloudinary account of ``CLOUDINARY_URL``."""
 
     page_size = 500  #: resources per Admin API call, its maximum (tests lower it to see paging)
+    connect_timeout = CONNECT_TIMEOUT  #: tests shorten these to see a silent service fail fast
+    read_timeout = READ_TIMEOUT
 
     def __init__(self, folder: str = "") -> None:
         sdk = _import_sdk()
         self._uploader, self._admin, self._utils = sdk.uploader, sdk.api, sdk.utils
         self._http = import_sdk("httpx2", storage="cloudinary", extra="cloudinary")
+        self._urllib3 = import_sdk("urllib3", storage="cloudinary", extra="cloudinary")  # the SDK's transport
         config = _read_config(sdk)
         self._secrets = [str(value) for value in (config.api_key, config.api_secret) if value]
         self.cloud_name: str = config.cloud_name
@@ -130,7 +138,8 @@ class CloudinaryStorage:
         payload, tags = (bytes(data), None) if data else (EMPTY_MARKER, EMPTY_TAG)
         result = await self._call("store", key, self._uploader.upload, payload, public_id=public_id,
                                   resource_type=RESOURCE_TYPE, type=DELIVERY_TYPE, overwrite=True,
-                                  tags=tags, timeout=TIMEOUT, **self._api_options)
+                                  # invalidate: the CDN may hold a 404 or older bytes of this key
+                                  invalidate=True, tags=tags, timeout=self._sdk_timeout(), **self._api_options)
         if result.get("public_id") != public_id:  # renamed by rules this encoding missed: unreachable by key
             raise StorageError(f"cannot store {key!r} in Cloudinary: it changed the public id "
                                f"{public_id!r} to {result.get('public_id')!r}")
@@ -154,7 +163,7 @@ class CloudinaryStorage:
     async def delete(self, key: str) -> None:
         result = await self._call("delete", key, self._uploader.destroy, self.public_id(key),
                                   resource_type=RESOURCE_TYPE, type=DELIVERY_TYPE, invalidate=True,
-                                  timeout=TIMEOUT, **self._api_options)
+                                  timeout=self._sdk_timeout(), **self._api_options)
         if result.get("result") not in ("ok", "not found"):
             raise StorageError(f"Cloudinary could not delete {key!r}: it answered {result.get('result')!r}")
 
@@ -176,7 +185,7 @@ class CloudinaryStorage:
         while True:
             page = await self._call("list the keys under", prefix, self._admin.resources, resource_type=RESOURCE_TYPE,
                                     type=DELIVERY_TYPE, prefix=server_prefix or None, tags=True,
-                                    max_results=self.page_size, next_cursor=cursor, timeout=TIMEOUT,
+                                    max_results=self.page_size, next_cursor=cursor, timeout=self._sdk_timeout(),
                                     **self._api_options)
             found.extend(stored for resource in page.get("resources", [])
                          if (stored := self._stored(resource)) and stored.key.startswith(prefix))
@@ -207,11 +216,16 @@ class CloudinaryStorage:
     async def _fetch(self, method: str, key: str) -> Any:
         url = self.url(key)
         try:
-            async with self._http.AsyncClient(timeout=TIMEOUT) as client:
+            timeout = self._http.Timeout(self.read_timeout, connect=self.connect_timeout)
+            async with self._http.AsyncClient(timeout=timeout) as client:
                 return await client.request(method, url)
         except self._http.HTTPError as error:
             operation = "read" if method == "GET" else "check"
             raise StorageError(self._describe(operation, key, error)) from None
+
+    def _sdk_timeout(self) -> Any:
+        """The SDK hands ``timeout`` to urllib3 as it is: connect and read bounded apart."""
+        return self._urllib3.Timeout(connect=self.connect_timeout, read=self.read_timeout)
 
     def _describe(self, operation: str, key: str, error: BaseException) -> str:
         """One line naming the key and what failed; the account's key and secret blanked out."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from blogimg.errors import ConfigurationError
+from blogimg.storage.audit import AuditedStorage
 from blogimg.storage.base import Storage
 from blogimg.storage.cdn import CdnUrls
 from blogimg.storage.local import LocalStorage
@@ -19,13 +20,17 @@ if TYPE_CHECKING:
 
 
 def build_storage(settings: Settings, *, writable: bool = True) -> Storage:
-    """The backend for ``settings.storage``, behind the CDN's URLs when ``cdn_base_url`` is set.
+    """The backend for ``settings.storage``, behind the CDN's URLs when ``cdn_base_url`` is set,
+    each put and delete logged (storage/audit.py).
 
     ``writable=False`` skips local storage's writability check, for commands that only read (or
     only build URLs).
     """
     storage = _backend(settings, writable=writable)
-    return CdnUrls(storage, settings.cdn_base_url) if settings.cdn_base_url else storage
+    if settings.cdn_base_url:
+        storage = CdnUrls(storage, settings.cdn_base_url)
+    # Outermost, so every put and delete is logged whichever backend or wrapper is below (the audit trail).
+    return AuditedStorage(storage, settings.storage)
 
 
 def _backend(settings: Settings, *, writable: bool) -> Storage:

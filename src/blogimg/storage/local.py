@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from blogimg.errors import ConfigurationError, InvalidKeyError, StorageError, StorageFullError
-from blogimg.storage.base import StoredObject, join_url, validate_key
+from blogimg.storage.base import StoredObject, is_valid_key, join_url, validate_key
 
 TEMPORARY_PREFIX = ".tmp-"
 #: Errors that mean "no room", not "this file": a full disk, a used-up quota.
@@ -82,7 +82,7 @@ class LocalStorage:
     async def list(self, prefix: str = "") -> AsyncIterator[StoredObject]:
         objects = await asyncio.to_thread(self._scan)
         for key, size, modified in objects:
-            if key.startswith(prefix):
+            if key.startswith(prefix) and is_valid_key(key):  # .DS_Store and the like: not ours
                 yield StoredObject(key=key, size=size, url=self.url(key), modified=modified)
 
     def _scan(self) -> builtins.list[tuple[str, int, float]]:

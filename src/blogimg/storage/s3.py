@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from blogimg.errors import ConfigurationError, InvalidKeyError, StorageError
-from blogimg.storage.base import StoredObject, import_sdk, join_url, validate_key
+from blogimg.storage.base import StoredObject, import_sdk, is_valid_key, join_url, validate_key
 
 if TYPE_CHECKING:
-    from obstore.store import RetryConfig, S3Store
+    from obstore.store import ClientConfig, RetryConfig, S3Store
 
     from blogimg.config import Settings
 
@@ -36,6 +36,13 @@ CACHE_CONTROL = "public, max-age=31536000, immutable"
 MULTIPART_CHUNK_BYTES = 8 * 1024 * 1024
 #: Parts sent at once; a worker already uploads several files concurrently.
 MULTIPART_CONCURRENCY = 4
+#: A request (a part, at most MULTIPART_CHUNK_BYTES) that has not finished in this long has failed;
+#: obstore's own default (30 s) is short for 8 MiB on a slow uplink, and blogimg says it explicitly.
+REQUEST_TIMEOUT = timedelta(seconds=60)
+CONNECT_TIMEOUT = timedelta(seconds=10)
+#: At most 3 retries, none started later than 30 s after the first try: a store that is down fails
+#: the job within about a minute and a half, not obstore's default of 10 retries over 3 minutes.
+BOUNDED_RETRY: RetryConfig = {"max_retries": 3, "retry_timeout": timedelta(seconds=30)}
 DEFAULT_REGION = "us-east-1"
 #: The variables obstore reads for the endpoint, in the order it prefers them.
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT")
@@ -54,10 +61,13 @@ class S3Storage:
 
     def __init__(self, bucket: str, *, prefix: str = "", endpoint: str | None = None,
                  region: str = DEFAULT_REGION, virtual_hosted: bool = False, url_expiry: int | None = None,
-                 config: Mapping[str, str] | None = None, retry: RetryConfig | None = None) -> None:
+                 config: Mapping[str, str] | None = None, retry: RetryConfig | None = None,
+                 request_timeout: timedelta = REQUEST_TIMEOUT, connect_timeout: timedelta = CONNECT_TIMEOUT) -> None:
         """``config``: further obstore S3Config values (tests pass credentials here rather than
         in the environment); whatever is not given, obstore reads from the environment.
-        ``retry``: obstore's RetryConfig (its defaults: 10 tries within 3 minutes)."""
+        ``retry``: obstore's RetryConfig, BOUNDED_RETRY when not given (never obstore's default of
+        10 retries within 3 minutes); ``request_timeout`` bounds each request, a part of a
+        multipart upload included, and ``connect_timeout`` its connecting."""
         self.bucket = checked_bucket(bucket)
         self.prefix = normalized_prefix(prefix)
         self.endpoint = checked_endpoint(endpoint) if endpoint else None
@@ -74,10 +84,12 @@ class S3Storage:
             explicit.update(endpoint=self.endpoint, aws_endpoint_url_s3=self.endpoint)
         self._secrets = tuple(str(explicit[name]) for name in SECRET_CONFIG_KEYS if explicit.get(name))
         # Always said explicitly, so that AWS_ALLOW_HTTP in the environment cannot widen it.
-        client_options = {"allow_http": bool(self.endpoint and self.endpoint.startswith("http://"))}
+        client_options: ClientConfig = {"allow_http": bool(self.endpoint and self.endpoint.startswith("http://")),
+                          "timeout": request_timeout, "connect_timeout": connect_timeout}
         try:
             self._store: S3Store = self._sdk.store.S3Store(
-                self.bucket, config=explicit, client_options=client_options, retry_config=retry)
+                self.bucket, config=explicit, client_options=client_options,
+                retry_config=BOUNDED_RETRY if retry is None else retry)
         except Exception as error:  # the SDK's own check of a setting (an unknown region format...)
             raise ConfigurationError(f"storage 's3' cannot be set up: {self._reason(error)}") from None
 
@@ -158,7 +170,7 @@ class S3Storage:
         """
         wanted = self.prefix + prefix
         folder = wanted.rpartition("/")[0]
-        if folder and not _valid_key(folder):
+        if folder and not is_valid_key(folder):
             return  # no valid key can start with it
         found: builtins.list[StoredObject] = []
         try:
@@ -166,7 +178,7 @@ class S3Storage:
                 for meta in chunk:
                     path = str(meta["path"])
                     key = path[len(self.prefix):]
-                    if path.startswith(wanted) and _valid_key(key):
+                    if path.startswith(wanted) and is_valid_key(key):
                         found.append(StoredObject(key=key, size=int(meta["size"]), url=self.url(key),
                                                   modified=meta["last_modified"].timestamp()))
         except StorageError:
@@ -276,11 +288,3 @@ def _bucket_missing(error: FileNotFoundError) -> bool:
 def _truthy(value: str) -> bool:
     # As obstore reads a boolean variable.
     return value.strip().lower() in ("1", "true", "yes", "on")
-
-
-def _valid_key(key: str) -> bool:
-    try:
-        validate_key(key)
-    except InvalidKeyError:
-        return False
-    return True

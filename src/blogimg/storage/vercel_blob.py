@@ -18,7 +18,9 @@ be told otherwise, and its download, head and delete refuse URLs of any other ho
 itself is the authority: every put, head and list answer names the blob's ``url``. So:
 
 - ``get`` asks the API for the blob (head by pathname, which every API base accepts) and
-  downloads the ``url`` the answer names, with httpx2;
+  downloads the ``url`` the answer names, with httpx2, only if that URL is on the origin the store
+  serves from (Vercel's delivery host of the store, or the origin of a non-Vercel API base): a
+  wrong or hostile answer cannot make blogimg fetch from another host;
 - ``url(key)`` needs no call: it is Vercel's delivery host for the store, built from the store id
   as the SDK builds it. Where the API base is not Vercel's (a compatible server, or the loopback
   fake of the tests), that host means nothing, and the delivery base is the one the API's answers
@@ -43,7 +45,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from blogimg.errors import ConfigurationError, StorageError
-from blogimg.storage.base import StoredObject, import_sdk, join_url, validate_key
+from blogimg.storage.base import StoredObject, import_sdk, is_valid_key, join_url, validate_key
 
 if TYPE_CHECKING:
     from blogimg.config import Settings
@@ -118,6 +120,9 @@ class VercelBlobStorage:
         head = await self._head(key, pathname)
         if head is None:
             raise StorageError(f"no stored file under key {key!r}")
+        if _origin(head.url) != self._expected_origin():  # never fetch wherever an answer points
+            raise StorageError(f"Vercel Blob: cannot read {key!r}: the API named a download URL on "
+                               f"{_origin(head.url)[:100]!r}, not the store's {self._expected_origin()!r}")
         try:
             async with self._httpx.AsyncClient(timeout=self.timeout) as client:
                 response = await client.get(head.url)
@@ -155,10 +160,11 @@ class VercelBlobStorage:
         found = await self._call("list", f"{prefix}*", collect)
         objects = []
         for item in found:
-            if not item.pathname.startswith(self.prefix):
-                continue  # the API filters by prefix already; a stray answer is not ours
+            key = item.pathname[len(self.prefix):]
+            if not item.pathname.startswith(self.prefix) or not is_valid_key(key):
+                continue  # a stray answer, or a name put there by something else: no method could use it
             self._learn(item.url, item.pathname)
-            objects.append(StoredObject(key=item.pathname[len(self.prefix):], size=item.size,
+            objects.append(StoredObject(key=key, size=item.size,
                                         url=join_url(self._delivery_base(), item.pathname),
                                         modified=item.uploaded_at.timestamp()))
         for stored in sorted(objects, key=lambda stored: stored.key):
@@ -215,9 +221,17 @@ class VercelBlobStorage:
             return self._learned_base
         return f"https://{self.store_id.lower()}.public.blob.vercel-storage.com/"
 
+    def _expected_origin(self) -> str:
+        """Where this store's blobs may be downloaded from: Vercel's delivery host of the store for
+        Vercel's API, else the API base's own origin (a compatible server, the loopback fake)."""
+        if self.api_url == DEFAULT_API_URL:
+            return f"https://{self.store_id.lower()}.public.blob.vercel-storage.com"
+        return _origin(self.api_url)
+
     def _learn(self, url: str, pathname: str) -> None:
-        """Keep the delivery base an answer's ``url`` names, where the API names its own."""
-        if not self._learns_base:
+        """Keep the delivery base an answer's ``url`` names, where the API names its own (on the
+        expected origin only: a wrong answer must not steer URLs elsewhere)."""
+        if not self._learns_base or _origin(url) != self._expected_origin():
             return
         parts = urlsplit(url)
         path = unquote(parts.path)
@@ -233,6 +247,12 @@ def store_of(token: str) -> str:
         raise ConfigurationError("BLOB_READ_WRITE_TOKEN is not a Vercel Blob read-write token "
                                  "(expected vercel_blob_rw_<store>_<secret>)")
     return store
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, lower-cased (any user part kept, so it never matches)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
 def _normal_prefix(prefix: str) -> str:

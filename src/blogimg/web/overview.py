@@ -1,4 +1,4 @@
-"""The overview at ``/``: batches at work, counts, spending against the budgets, provider health, charts.
+"""The overview at ``/``: alerts firing, batches at work, counts, spending against the budgets, provider health, charts.
 
 Every number comes from reporting's rollups (db/reporting.py) or an indexed read
 (db/batch_status.py), never a scan, so a page that refreshes on every change stays cheap at a
@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
 from blogimg.api.deps import api_state, database
+from blogimg.db.alerts import AlertRecord, Alerts
 from blogimg.db.batch_status import BatchStatus, BatchStatusReader
 from blogimg.domain import Status
 from blogimg.web.templating import latest_event_id, render
@@ -116,8 +117,20 @@ EventId = Annotated[int, Depends(latest_event_id)]
 
 @router.get("/", response_class=HTMLResponse)
 async def overview(request: Request, last_event_id: EventId) -> HTMLResponse:
-    context = {**await numbers(request), "series": await chart_series(request), "last_event_id": last_event_id}
+    context = {**await numbers(request), "series": await chart_series(request), "last_event_id": last_event_id,
+               "alerts": await firing_alerts(request)}
     return render(request, "overview.html", context)
+
+
+async def firing_alerts(request: Request) -> list[AlertRecord]:
+    """Alerts firing now, oldest first (the workers evaluate the rules: pipeline/alerting.py)."""
+    return await Alerts((await database(request)).engine).firing()
+
+
+@router.get("/overview/alerts", response_class=HTMLResponse)
+async def overview_alerts(request: Request) -> HTMLResponse:
+    """The alerts panel, fetched again by htmx on every change and every few seconds."""
+    return render(request, "partials/overview_alerts.html", {"alerts": await firing_alerts(request)})
 
 
 @router.get("/overview/live", response_class=HTMLResponse)

@@ -25,7 +25,8 @@ from blogimg.web.picture import css_url
 
 TEMPLATE_DIRECTORY = Path(__file__).parent / "templates"
 #: The frame's navigation: (path, label); a view is current when the request's path starts with it.
-NAVIGATION = (("/", "Overview"), ("/gallery", "Gallery"), ("/failures", "Failures"), ("/posts", "Posts"))
+NAVIGATION = (("/", "Overview"), ("/gallery", "Gallery"), ("/failures", "Failures"), ("/posts", "Posts"),
+              ("/webhooks", "Webhooks"))
 
 templates = Jinja2Templates(directory=TEMPLATE_DIRECTORY)
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import PlainTextResponse
+from datetime import timedelta
 
-from blogimg.api.deps import DatabaseDep, ReportingDep
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from blogimg.api.deps import DatabaseDep
 from blogimg.api.errors import errors
+from blogimg.api.metrics import CONTENT_TYPE, render
 from blogimg.api.schemas import Health
+from blogimg.db.metrics_snapshot import read_snapshot
+from blogimg.pipeline.circuit_reports import FRESH_SECONDS
 
 router = APIRouter(tags=["service"])
 
@@ -19,23 +24,9 @@ async def health(database: DatabaseDep) -> Health:
     return Health(status="ok", database="ok")
 
 
-@router.get("/metrics", response_class=PlainTextResponse,
+@router.get("/metrics", response_class=Response,
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus"}})
-async def metrics(reporting: ReportingDep) -> PlainTextResponse:
-    by_status = await reporting.status_counts()
-    calls = await reporting.provider_calls(by_outcome=True)
-    lines = ["# HELP blogimg_images Images by status.", "# TYPE blogimg_images gauge"]
-    lines += [f'blogimg_images{{status="{status}"}} {count}' for status, count in by_status.items()]
-    lines += ["# HELP blogimg_provider_calls_total Provider calls by outcome.",
-              "# TYPE blogimg_provider_calls_total counter"]
-    lines += [f'blogimg_provider_calls_total{{provider="{_label(row.provider)}",outcome="{row.outcome}"}} {row.calls}'
-              for row in calls]
-    lines += ["# HELP blogimg_provider_cost_usd_total Known cost of provider calls.",
-              "# TYPE blogimg_provider_cost_usd_total counter"]
-    lines += [f'blogimg_provider_cost_usd_total{{provider="{_label(row.provider)}",outcome="{row.outcome}"}} '
-              f'{row.cost_usd:.6f}' for row in calls]
-    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+async def metrics(database: DatabaseDep) -> Response:
+    """Every series in the Prometheus text format (api/metrics.py), read from the catalogue now."""
+    snapshot = await read_snapshot(database.engine, timedelta(seconds=FRESH_SECONDS))
+    return Response(render(snapshot), media_type=CONTENT_TYPE)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from blogimg.db import webhooks
 from blogimg.db.tables import (
     GeneratedImage,
     ImageEvent,
@@ -27,13 +28,14 @@ class QueueBase:
     # The one hook for "a job changed state" --------------------------------------------------
 
     async def _changed(self, session: AsyncSession | AsyncConnection, changed: ChangedRows, status: Status) -> None:
-        """Report changes in the transaction that made them: one ImageEvent per changed job."""
+        """Report changes in the transaction that made them: one ImageEvent per changed job, and webhooks."""
         if changed:
             now = utcnow()
             await session.execute(insert(ImageEvent), [
                 {"image_id": image_id, "batch_id": batch_id, "status": status, "created_at": now}
                 for image_id, batch_id in changed
             ])
+            await webhooks.image_changes(session, changed, status)  # the outbox: sent once this commits
 
 
 def reset_for_retry(image: GeneratedImage, options: dict[str, Any] | None) -> None:

@@ -88,7 +88,8 @@ class Working(QueueBase):
             post = await session.get(BlogPost, image.post_id) if image else None
             if image is None or prompt is None or post is None:  # deleted while it waited
                 raise JobGoneError(f"claimed image {job.image_id} no longer exists")
-            return JobContext(job.image_id, prompt, post, dict(image.options or {}), image.variation)
+            return JobContext(job.image_id, prompt, post, dict(image.options or {}), image.variation,
+                              image.batch_id)
 
     @reconnecting
     async def heartbeat(self, jobs: Iterable[ClaimedJob], lease_seconds: float) -> set[int]:
