@@ -1,4 +1,4 @@
-"""The overview, gallery and posts views: what they show, filters kept in the URL, and — at 1280 and
+"""The overview, gallery, posts and webhooks views: what they show, filters kept in the URL, and — at 1280 and
 390 px, light and dark — no sideways overflow, no serious accessibility violation, a screenshot each."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     ("overview", "/", ".provider"),
     ("gallery", "/gallery", ".gallery-grid img"),
     ("posts", "/posts", ".post-list .strip img"),
+    ("webhooks", "/webhooks", "#deliveries-heading"),
 ])
 def test_view_is_accessible_and_fits_every_width_in_both_themes(
         view: str, path: str, ready: str, server: Server, seeded: dict[str, Any], page: Page) -> None:

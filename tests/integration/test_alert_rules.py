@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, event, insert, select, update
 
 from blogimg.config import Settings
 from blogimg.db.database import Database
@@ -122,6 +122,38 @@ async def test_failure_rate_fires_once_and_resolves_once_with_its_events(
                                       ("alert.resolved", f"alert:{alert_id}:resolved")]
 
 
+async def test_a_quiet_evaluation_takes_no_write_lock(
+        database: Database, settings: Settings, endpoint: int, image_id: int) -> None:
+    """Every rule read (budgets and storage too), nothing firing: SQLite sees no BEGIN IMMEDIATE at all,
+    so the evaluation never queues behind the workers' writes nor holds them up."""
+    if database.engine.dialect.name != "sqlite":
+        pytest.skip("BEGIN IMMEDIATE is SQLite's write lock")
+    clock = Clock()
+    rules = evaluator(database, settings, clock, budget_daily_usd=10.0, budget_monthly_usd=100.0,
+                      storage_limit_bytes=10**9, alert_processing_p95_ms=5000.0, alert_provider_latency_p95_ms=5000.0)
+    await add_calls(database, image_id, NOW - timedelta(seconds=30), ok=10, failed=0, cost_usd=0.01)
+    began: list[str] = []
+
+    def count(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.strip().upper().startswith("BEGIN IMMEDIATE"):
+            began.append(statement)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        changes = await rules.evaluate()
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", count)
+    assert changes.fired == changes.resolved == []
+    assert began == []
+    await add_calls(database, image_id, NOW - timedelta(seconds=20), ok=0, failed=10)  # now it fires: one write
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        assert [alert.rule for alert in (await rules.evaluate()).fired] == ["failure_rate"]
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", count)
+    assert len(began) == 1
+
+
 async def test_a_rate_hovering_at_the_threshold_does_not_flap(
         database: Database, settings: Settings, endpoint: int, image_id: int) -> None:
     clock = Clock()
@@ -181,7 +213,8 @@ async def test_storage_near_its_limit(database: Database, settings: Settings, im
     clock = Clock()
     rules = evaluator(database, settings, clock, storage_limit_bytes=1000)
     async with database.engine.begin() as connection:
-        await connection.execute(update(GeneratedImage).where(GeneratedImage.id == image_id).values(bytes_stored=950))
+        await connection.execute(update(GeneratedImage).where(GeneratedImage.id == image_id).values(
+            bytes_stored=950, storage_key="aa/bb/master.png"))  # a stored master (variants count alike)
     assert [(a.rule, a.value) for a in (await rules.evaluate()).fired] == [("storage", 950.0)]
     assert evaluator(database, settings, clock).settings.storage_limit_bytes is None
     async with database.engine.begin() as connection:

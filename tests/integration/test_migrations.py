@@ -14,6 +14,7 @@ from blogimg.db.engine import alembic_config
 from blogimg.db.jobs import PromptsToEnqueue
 from blogimg.db.posts import PromptSpec
 from blogimg.domain import PromptKind, Size
+from tests.support import on_both_engines
 
 
 def migrate_to(database: Path, revision: str) -> sa.Engine:
@@ -96,3 +97,28 @@ async def test_ids_are_never_reused_and_the_upgrade_keeps_every_row(tmp_path: Pa
         assert again.image_ids[0] > 5  # the deleted newest id is not handed out again
     finally:
         await database.close()
+
+
+@on_both_engines
+def test_head_downgrades_to_0009_and_upgrades_again(database_url: str) -> None:
+    """Every migration after 0009 (webhooks, alerts, metric counts) can be undone and done again."""
+    sync_url = database_url.replace("+aiosqlite", "")  # psycopg is sync and async alike
+    if sync_url.startswith("sqlite"):
+        Path(sync_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(sync_url)
+    try:
+        for revision in ("head", "0009", "head"):
+            with engine.begin() as connection:
+                config = alembic_config()
+                config.attributes["connection"] = connection
+                if revision == "0009":
+                    command.downgrade(config, revision)
+                else:
+                    command.upgrade(config, revision)
+            tables = set(sa.inspect(engine).get_table_names())
+            added = {"webhook_endpoints", "webhook_deliveries", "alerts", "metric_counts", "worker_circuits"}
+            assert (added <= tables) if revision == "head" else not (added & tables), revision
+        with engine.connect() as connection:
+            assert connection.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0012"
+    finally:
+        engine.dispose()

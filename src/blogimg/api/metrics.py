@@ -32,6 +32,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from blogimg.db.metric_counts import stored_by_format
 from blogimg.db.metrics_snapshot import MetricsSnapshot
 from blogimg.domain import Status
 
@@ -39,7 +40,7 @@ from blogimg.domain import Status
 CALL_BOUNDS_MS = (250, 500, 1000, 2500, 5000, 10_000, 20_000, 30_000, 60_000, 120_000, 300_000)
 IMAGING_BOUNDS_MS = (25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000)
 CIRCUIT_STATES = ("closed", "open", "half-open", "paused")
-WEBHOOK_STATUSES = ("pending", "delivered", "failed")
+WEBHOOK_STATUSES = ("pending", "failed")  #: outbox rows now; delivered ones are a counter
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -73,6 +74,7 @@ class CatalogueCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._provider_calls()
         yield from self._queue()
+        yield from self._budget()
         yield from self._circuits()
         yield from self._storage()
         yield self._imaging()
@@ -122,6 +124,20 @@ class CatalogueCollector(Collector):
                                 "Seconds since the longest-waiting queued image was queued (0: none queued).",
                                 value=round(self.snapshot.oldest_queued_seconds, 3))
 
+    def _budget(self) -> Iterator[Metric]:
+        """Spend as the budget counts it, and the configured limits (only those set), for the alerting rules."""
+        snapshot, limits = self.snapshot, self.snapshot.limits
+        yield GaugeMetricFamily("blogimg_spent_today_usd", "Spent or reserved today (UTC day), as the daily budget "
+                                "counts it, US dollars.", value=round(snapshot.spent_today_usd, 6))
+        yield GaugeMetricFamily("blogimg_spent_this_month_usd", "Spent or reserved this UTC month, as the monthly "
+                                "budget counts it, US dollars.", value=round(snapshot.spent_this_month_usd, 6))
+        for name, limit, text in (("blogimg_budget_daily_usd", limits.budget_daily_usd, "BLOGIMG_BUDGET_DAILY_USD"),
+                                  ("blogimg_budget_monthly_usd", limits.budget_monthly_usd, "BLOGIMG_BUDGET_MONTHLY_USD"),
+                                  ("blogimg_storage_limit_bytes", limits.storage_limit_bytes,
+                                   "BLOGIMG_STORAGE_LIMIT_BYTES")):
+            if limit is not None:
+                yield GaugeMetricFamily(name, f"The configured {text}.", value=limit)
+
     def _circuits(self) -> Iterator[Metric]:
         circuits = GaugeMetricFamily(
             "blogimg_circuit_workers",
@@ -134,9 +150,11 @@ class CatalogueCollector(Collector):
         yield circuits
 
     def _storage(self) -> Iterator[Metric]:
-        stored = self.snapshot.counts.get("stored_bytes", {})
-        size = GaugeMetricFamily("blogimg_stored_bytes", "Bytes of stored image variants by format.", labels=["format"])
-        files = GaugeMetricFamily("blogimg_stored_files", "Stored image variants by format.", labels=["format"])
+        stored = stored_by_format(self.snapshot.counts)
+        size = GaugeMetricFamily("blogimg_stored_bytes", "Bytes of stored images by format: masters as format "
+                                 "'master', variants by theirs (thumbnails not counted).", labels=["format"])
+        files = GaugeMetricFamily("blogimg_stored_files", "Stored masters ('master') and variants by format.",
+                                  labels=["format"])
         for image_format, count in sorted(stored.items()):
             size.add_metric([image_format], count.total)
             files.add_metric([image_format], count.count)
@@ -152,11 +170,13 @@ class CatalogueCollector(Collector):
         return imaging
 
     def _webhooks(self) -> Iterator[Metric]:
-        deliveries = GaugeMetricFamily("blogimg_webhook_deliveries", "Webhook deliveries in the outbox by status.",
-                                       labels=["status"])
+        deliveries = GaugeMetricFamily("blogimg_webhook_deliveries", "Webhook deliveries in the outbox still "
+                                       "pending or given up (failed), by status.", labels=["status"])
         for status in sorted({*WEBHOOK_STATUSES, *self.snapshot.webhook_deliveries}):
             deliveries.add_metric([status], self.snapshot.webhook_deliveries.get(status, 0))
         yield deliveries
+        yield CounterMetricFamily("blogimg_webhook_deliveries_delivered", "Webhook deliveries delivered, all time.",
+                                  value=self.snapshot.webhook_delivered)
         yield GaugeMetricFamily("blogimg_webhook_deliveries_retrying",
                                 "Pending webhook deliveries that have failed at least once.",
                                 value=self.snapshot.webhook_retrying)

@@ -5,8 +5,9 @@ index on their time column, and only the rows of the window: the rollups (db/rol
 by UTC day, far too coarse for a window of minutes, and a window that straddles midnight would
 straddle two rollup rows anyway. A window of 15 minutes holds few rows next to the catalogue.
 
-Stored bytes, which grow over all time, come from the rollups instead; spending from the ledger
-as a budget counts it (db/ledger.py).
+Stored bytes, which grow over all time, come from ``metric_counts`` (migration 0012's triggers:
+masters and variants, the same total /metrics reports as ``blogimg_stored_bytes``); spending
+from the ledger as a budget counts it (db/ledger.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from blogimg.db import rollups
+from blogimg.db.metric_counts import read_counts, stored_by_format
 from blogimg.db.tables import GeneratedImage, GenerationAttempt
 from blogimg.domain import Outcome, Status
 
@@ -98,7 +99,9 @@ async def queued_before(connection: AsyncConnection, cutoff: datetime) -> QueueW
 
 
 async def stored_bytes(connection: AsyncConnection) -> int:
-    """Bytes of every stored image, from the rollups (with PostgreSQL's pending deltas: exact)."""
-    postgres = connection.dialect.name == "postgresql"
-    rows = await connection.execute(rollups.image_totals("status", deltas=postgres))
-    return sum(int(row.bytes_stored or 0) for row in rows)
+    """Storage used: every master the catalogue refers to plus every variant (a few dozen rows).
+
+    Thumbnails are left out: their size is recorded nowhere (one small square each, at most
+    ``thumbnail_size`` pixels a side).
+    """
+    return sum(count.total for count in stored_by_format(await read_counts(connection)).values())

@@ -24,7 +24,8 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from blogimg.db.tables import Alert, utcnow
+from blogimg.db.operations_tables import Alert
+from blogimg.db.table_base import utcnow
 from blogimg.db.webhooks import record_event
 
 FIRING = "firing"
@@ -155,7 +156,7 @@ class Alerts:
         query = select(*_COLUMNS).order_by(Alert.id.desc()).limit(limit + 1)
         if cursor is not None:
             before = int(cursor)  # ValueError for anything else: the caller says so in its own words
-            if not 1 <= before <= 2**63 - 1:  # beyond a 64-bit id: SQLite would overflow, not answer
+            if not 1 <= before <= 2**31 - 1:  # alerts.id is a 32-bit integer on PostgreSQL: beyond it, no id
                 raise ValueError(cursor)
             query = query.where(Alert.id < before)
         async with self.engine.connect() as connection:

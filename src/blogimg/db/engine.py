@@ -1,5 +1,8 @@
 """Opening the catalogue: the engine, SQLite's settings, and migrations on first use.
 
+On SQLite every transaction that may write begins IMMEDIATE (see ``create_engine``); a connection
+from :func:`reader` begins a deferred one instead, for reads that must not queue for the write lock.
+
 Every engine hides SQL parameters from its errors and logs (they hold posts' markdown and
 prompts), and says in one line which disk is full when the database's is.
 """
@@ -33,6 +36,8 @@ SUPPORTED_URLS = "sqlite+aiosqlite:///path/to/blogimg.db or postgresql+psycopg:/
 MIGRATION_LOCK_KEY = 0x626C6F676D696772
 _SQLITE_FULL = 13  #: SQLite's primary result code for "database or disk is full"
 _POSTGRES_DISK_FULL = "53100"
+#: The execution option :func:`reader` sets: the connection only reads, so SQLite may begin deferred.
+READ_ONLY = "blogimg_read_only"
 
 
 def create_engine(database_url: str) -> AsyncEngine:
@@ -67,9 +72,21 @@ def create_engine(database_url: str) -> AsyncEngine:
         # Take the write lock up front: a deferred transaction that reads and then writes can
         # fail with SQLITE_BUSY at once when another writer committed in between, whereas
         # BEGIN IMMEDIATE waits its turn under busy_timeout. WAL keeps readers unblocked.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A connection marked read-only (``reader``) never upgrades, so it needs no write lock,
+        # and taking one would make every read wait behind every writer.
+        connection.exec_driver_sql("BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """``engine`` for reads only: on SQLite its transactions begin deferred, without the write lock.
+
+    Nothing may be written through it: a deferred transaction that tries to write can fail at once
+    with SQLITE_BUSY instead of waiting its turn (the reason writers begin IMMEDIATE). It shares
+    ``engine``'s pool; on PostgreSQL it changes nothing.
+    """
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 def sqlite_file(database_url: str) -> Path | None:
@@ -164,7 +181,7 @@ async def lock_migrations(connection: AsyncConnection) -> None:
     Eight commands started at once on a fresh database would otherwise all find it empty and
     all create the schema: all but one then fail on ``alembic_version``. The lock is held until
     the transaction ends, and a waiter then finds the schema current. SQLite needs nothing more:
-    every transaction there begins IMMEDIATE, so the migration already holds the write lock.
+    every transaction but a reader's begins IMMEDIATE, so the migration already holds the write lock.
     """
     if connection.dialect.name == "postgresql":
         await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})

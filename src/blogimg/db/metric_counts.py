@@ -58,12 +58,30 @@ async def read_counts(connection: AsyncConnection) -> dict[str, dict[str, Count]
     return found
 
 
+def stored_by_format(counts: Mapping[str, Mapping[str, Count]]) -> dict[str, Count]:
+    """Storage used by format, from :func:`read_counts`: variants by theirs, every master as ``master``.
+
+    This is what the storage alert and /metrics count (thumbnails are not in it: their size is
+    recorded nowhere).
+    """
+    stored = dict(counts.get("stored_bytes", {}))
+    masters = counts.get("masters", {}).values()
+    stored["master"] = Count(sum(count.count for count in masters), sum(count.total for count in masters))
+    return stored
+
+
 async def compact(engine: AsyncEngine) -> int:
     """Fold ``metric_counts`` into one row per (metric, label); how many rows went (0 when another
     process is compacting). Sums are unchanged at every moment a reader could look."""
     async with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             if not await connection.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": COMPACT_LOCK_KEY}):
+                return 0
+            # Already one row per (metric, label): nothing to fold, and rewriting every row every few
+            # seconds in every worker would only churn the table.
+            rows, groups = (await connection.execute(text(
+                "SELECT count(*), count(DISTINCT (metric, label)) FROM metric_counts"))).one()
+            if int(rows) == int(groups):
                 return 0
             # One statement, one snapshot: no row is deleted that is not added back (a row another
             # transaction commits meanwhile is not seen, and stays for the next time).

@@ -8,10 +8,18 @@ catalogue:
   one row per (day, provider, model, outcome, latency bucket);
 - images by status: ``image_rollups``;
 - the oldest queued job: the ``(status, …)`` index, over the queued rows only;
-- bytes stored by format and imaging time: ``metric_counts`` (migration 0012), a few dozen rows;
+- spend today and this month (as the budget counts it: the cost, else the reserved estimate):
+  ``attempt_rollups`` since the first of the UTC month, one row per day;
+- bytes stored by format (masters as ``master``) and imaging time: ``metric_counts`` (migration
+  0012), a few dozen rows;
 - circuit states: ``worker_circuits``, one row per live worker and provider;
-- webhook deliveries by status: the ``(status, next_attempt_at)`` index of ``webhook_deliveries``;
+- webhook deliveries pending and failed: the ``(status, next_attempt_at)`` index of
+  ``webhook_deliveries``; delivered ones, never pruned, only as the counter that migration
+  0012's trigger keeps in ``metric_counts``;
 - alerts firing: the partial index of firing alerts.
+
+The configured limits (budgets, storage limit) are exported as they are set, so alerting rules
+compare against the application's own numbers.
 """
 
 from __future__ import annotations
@@ -24,8 +32,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from blogimg.db import rollups
+from blogimg.db.engine import reader
 from blogimg.db.metric_counts import Count, live_circuits, read_counts
-from blogimg.db.tables import Alert, GeneratedImage, WebhookDelivery, utcnow
+from blogimg.db.operations_tables import Alert, WebhookDelivery
+from blogimg.db.tables import GeneratedImage, utcnow
 from blogimg.domain import Outcome, Status
 
 
@@ -38,6 +48,15 @@ class CallTotals:
     unknown_cost_calls: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The configured limits /metrics exports (None: not set, not exported)."""
+
+    budget_daily_usd: float | None = None
+    budget_monthly_usd: float | None = None
+    storage_limit_bytes: int | None = None
+
+
 @dataclass
 class MetricsSnapshot:
     """Everything one scrape reports, read at once."""
@@ -47,22 +66,31 @@ class MetricsSnapshot:
     call_latency: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)
     calls: dict[tuple[str, str, str], CallTotals] = field(default_factory=dict)  #: (provider, model, outcome)
     images: dict[Status, int] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    spent_today_usd: float = 0.0  #: the UTC day's spending as the budget counts it
+    spent_this_month_usd: float = 0.0
     oldest_queued_seconds: float = 0.0  #: 0 with nothing queued
     circuits: dict[tuple[str, str], int] = field(default_factory=dict)  #: (provider, state) → live workers
     counts: dict[str, dict[str, Count]] = field(default_factory=dict)  #: metric_counts: stored_bytes, imaging_ms
-    webhook_deliveries: dict[str, int] = field(default_factory=dict)  #: status → rows
+    webhook_deliveries: dict[str, int] = field(default_factory=dict)  #: pending, failed → rows
+    webhook_delivered: int = 0  #: deliveries that became delivered, all time (a counter)
     webhook_retrying: int = 0  #: pending deliveries that have failed at least once
     alerts_firing: dict[str, int] = field(default_factory=dict)  #: rule → firing alerts
 
 
-async def read_snapshot(engine: AsyncEngine, circuits_fresh_for: timedelta) -> MetricsSnapshot:
+async def read_snapshot(engine: AsyncEngine, circuits_fresh_for: timedelta, limits: Limits | None = None) -> MetricsSnapshot:
     """Read what /metrics reports: PostgreSQL's pending rollup deltas are folded first (bounded)."""
+    now = utcnow()
     deltas = engine.dialect.name == "postgresql"
     if deltas:
         async with engine.begin() as connection:
             await rollups.fold(connection)
-    async with engine.connect() as connection:
-        snapshot = MetricsSnapshot(await rollups.latency_bounds(connection))
+    async with reader(engine).connect() as connection:  # no write lock: a scrape only reads
+        snapshot = MetricsSnapshot(await rollups.latency_bounds(connection), limits=limits or Limits())
+        today, month_start = now.date().isoformat(), now.date().replace(day=1).isoformat()
+        for day, *_, spent in await connection.execute(rollups.attempt_totals("day", since=month_start, deltas=deltas)):
+            snapshot.spent_this_month_usd += float(spent or 0.0)
+            snapshot.spent_today_usd += float(spent or 0.0) if day == today else 0.0
         latency: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
         calls: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0.0, 0])
         for provider, model, outcome, bucket, count, known, unknown, _ in await connection.execute(
@@ -81,11 +109,13 @@ async def read_snapshot(engine: AsyncEngine, circuits_fresh_for: timedelta) -> M
             snapshot.images[Status(status)] += int(count)
         oldest: datetime | None = await connection.scalar(
             select(func.min(GeneratedImage.updated_at)).where(GeneratedImage.status == Status.QUEUED))
-        snapshot.oldest_queued_seconds = max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0.0
+        snapshot.oldest_queued_seconds = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
         snapshot.circuits = await live_circuits(connection, circuits_fresh_for)
         snapshot.counts = await read_counts(connection)
         snapshot.webhook_deliveries = {status: int(count) for status, count in await connection.execute(
-            select(WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status))}
+            select(WebhookDelivery.status, func.count()).where(WebhookDelivery.status.in_(("pending", "failed")))
+            .group_by(WebhookDelivery.status))}
+        snapshot.webhook_delivered = snapshot.counts.get("webhook_deliveries", {}).get("delivered", Count(0, 0)).count
         snapshot.webhook_retrying = int(await connection.scalar(
             select(func.count()).where(WebhookDelivery.status == "pending", WebhookDelivery.attempts > 0)) or 0)
         snapshot.alerts_firing = {rule: int(count) for rule, count in await connection.execute(

@@ -1,76 +1,37 @@
 """SQLAlchemy 2 typed tables. Alembic (db/migrations) owns the schema; this mirrors it.
 
-Times are naive UTC datetimes written by Python, so SQLite's text storage compares correctly
-and PostgreSQL's timestamps agree with it.
+The shared pieces (``Base``, ``utcnow``, ``EnumText``) live in db/table_base.py and the operations
+tables (webhooks, alerts) in db/operations_tables.py; both are re-exported here, and importing this
+module puts every table in ``Base.metadata`` (what Alembic compares against).
 """
 
 from __future__ import annotations
 
-import enum
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Dialect,
     Float,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     PrimaryKeyConstraint,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
-    text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
+from blogimg.db.operations_tables import Alert, WebhookDelivery, WebhookEndpoint
+from blogimg.db.table_base import Base, EnumText, Timestamped, utcnow
 from blogimg.domain import Outcome, Status
 
-
-def utcnow() -> datetime:
-    """Now, in UTC, without tzinfo (the form every table stores)."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-class EnumText(TypeDecorator[Any]):
-    """A string enum stored as its value in a plain string column (the schema stays VARCHAR).
-
-    Writing a value the enum does not have raises at once; reading gives the enum member, so
-    ``Mapped[Status]`` is what the code gets, not a bare string.
-    """
-
-    impl = String(16)
-    cache_ok = True
-
-    def __init__(self, enum_type: type[enum.StrEnum]) -> None:
-        super().__init__()
-        self.enum_type = enum_type
-
-    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
-        return None if value is None else self.enum_type(value).value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> enum.StrEnum | None:
-        return None if value is None else self.enum_type(value)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(
-        naming_convention={
-            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-            "pk": "pk_%(table_name)s",
-        }
-    )
-
-
-class Timestamped:
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+__all__ = [
+    "Alert", "AttemptRollup", "AttemptRollupDelta", "Base", "Batch", "BlogPost", "EnumText", "GeneratedImage",
+    "GenerationAttempt", "ImageEvent", "ImagePromptRow", "ImageRollup", "ImageRollupDelta", "ImageVariant",
+    "LatencyBucket", "Timestamped", "WebSession", "WebhookDelivery", "WebhookEndpoint", "utcnow",
+]
 
 
 class BlogPost(Timestamped, Base):
@@ -327,69 +288,3 @@ class WebSession(Base):
     key_fingerprint: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
-
-
-class WebhookEndpoint(Base):
-    """Where webhooks go (db/webhook_deliveries.py): from BLOGIMG_WEBHOOK_URLS or added through the API."""
-
-    __tablename__ = "webhook_endpoints"
-    __table_args__ = (UniqueConstraint("url"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    url: Mapped[str] = mapped_column(String(2000))
-    secret: Mapped[str] = mapped_column(String(200))  #: 'whsec_…': never logged, shown once when generated
-    enabled: Mapped[bool] = mapped_column(default=True)
-    disabled_reason: Mapped[str | None] = mapped_column(Text)
-    source: Mapped[str] = mapped_column(String(16))  #: 'settings' or 'api'
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class WebhookDelivery(Base):
-    """One event for one endpoint: the outbox row, written in the transaction of the change it reports.
-
-    The sender claims a due row under a lease (``lease_token``) so two workers never send it at
-    once, and a killed worker's row is sent by another once the lease runs out.
-    """
-
-    __tablename__ = "webhook_deliveries"
-    __table_args__ = (
-        UniqueConstraint("endpoint_id", "message_id"),
-        Index(None, "status", "next_attempt_at"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
-    message_id: Mapped[str] = mapped_column(String(100))  #: the webhook-id header: receivers deduplicate by it
-    event_type: Mapped[str] = mapped_column(String(32))
-    payload: Mapped[str] = mapped_column(Text)  #: the exact body signed and sent, every attempt alike
-    status: Mapped[str] = mapped_column(String(16), default="pending")  #: pending, delivered or failed
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
-    lease_token: Mapped[str | None] = mapped_column(String(64))
-    lease_expires_at: Mapped[datetime | None] = mapped_column()
-    last_status_code: Mapped[int | None] = mapped_column(Integer)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    delivered_at: Mapped[datetime | None] = mapped_column()
-
-
-class Alert(Base):
-    """One episode of an alert rule for one subject (migration 0011; db/alerts.py): opened firing,
-    closed resolved, never changed after. At most one firing row per (rule, subject)."""
-
-    __tablename__ = "alerts"
-    __table_args__ = (
-        Index("ix_alerts_open", "rule", "subject", unique=True,
-              sqlite_where=text("state = 'firing'"), postgresql_where=text("state = 'firing'")),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    rule: Mapped[str] = mapped_column(String(64))
-    subject: Mapped[str] = mapped_column(String(200))  #: a provider, a budget period, or '' for the system
-    state: Mapped[str] = mapped_column(String(16))  #: "firing" or "resolved"
-    value: Mapped[float | None] = mapped_column(Float)  #: what the rule measured, last seen while firing
-    threshold: Mapped[float | None] = mapped_column(Float)
-    message: Mapped[str] = mapped_column(Text)
-    started_at: Mapped[datetime] = mapped_column(default=utcnow)
-    resolved_at: Mapped[datetime | None] = mapped_column()
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

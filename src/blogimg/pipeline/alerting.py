@@ -8,7 +8,8 @@ Rules (thresholds are settings; a rule whose threshold or limit is unset is off)
   window's rows: the rollups count by UTC day, far too coarse for a window of minutes.
 - ``budget_daily`` / ``budget_monthly``, subject the level ("80%", "100%"): spending as the budget
   counts it (db/ledger.py) against ``alert_budget_warning`` and ``alert_budget_exhausted`` of a set budget.
-- ``storage``: stored bytes (the rollups' ``bytes_stored``) against ``alert_storage_fraction`` of
+- ``storage``: storage used — masters plus variants, as /metrics' ``blogimg_stored_bytes`` counts
+  it (db/alert_measures.py; thumbnails are not counted) — against ``alert_storage_fraction`` of
   ``storage_limit_bytes``.
 - ``processing_p95``: p95 imaging time of the images finished in the window (``finished_at``,
   indexed) over ``alert_processing_p95_ms``; ``provider_latency_p95`` per provider over
@@ -47,6 +48,7 @@ from blogimg.config import Settings
 from blogimg.db import alert_measures
 from blogimg.db.alerts import AlertRecord, firing_alerts, open_alert, refresh_alert, resolve_alert
 from blogimg.db.database import Database
+from blogimg.db.engine import reader
 from blogimg.db.failures import describe
 from blogimg.db.ledger import spending
 from blogimg.db.tables import utcnow
@@ -134,9 +136,13 @@ class AlertEvaluator:
                 log.warning("alert evaluation failed: %s", describe(error))
 
     async def evaluate(self) -> AlertChanges:
-        """One round: read every rule, then open, refresh or resolve each alert in its own transaction."""
+        """One round: read every rule, then open, refresh or resolve each alert in its own transaction.
+
+        The reads take no write lock (a quiet round writes nothing, so on SQLite it never queues
+        behind the workers' writes); only a reading that changes an alert begins a write.
+        """
         now = self.clock()
-        async with self.database.engine.connect() as connection:
+        async with reader(self.database.engine).connect() as connection:
             firing = {(alert.rule, alert.subject): alert for alert in await firing_alerts(connection)}
             readings = await self._readings(connection, now, firing)
         seen = {(reading.rule, reading.subject) for reading in readings}
@@ -146,6 +152,8 @@ class AlertEvaluator:
         fired, resolved = [], []
         for reading in readings:
             alert = firing.get((reading.rule, reading.subject))
+            if reading.verdict is Verdict.HOLD or (alert is None and reading.verdict is not Verdict.FIRE):
+                continue  # nothing to open, refresh or resolve: no transaction at all
             async with self.database.engine.begin() as connection:
                 if alert is None and reading.verdict is Verdict.FIRE:
                     if (opened := await open_alert(connection, reading.rule, reading.subject, value=reading.value,
@@ -222,8 +230,9 @@ class AlertEvaluator:
                     ("budget_monthly", "this month", settings.budget_monthly_usd)) if budget]
         if not periods:
             return []
-        # On the evaluation's connection: a second one would wait for SQLite's write lock, which it holds.
-        spent = await spending(AsyncSession(bind=connection), now)
+        # On the evaluation's connection: the same snapshot as the other readings, and no second connection.
+        async with AsyncSession(bind=connection) as session:
+            spent = await spending(session, now)
         readings = []
         for rule, label, budget in periods:
             amount = spent.today if rule == "budget_daily" else spent.this_month

@@ -5,7 +5,8 @@ checked against the line that wrote it; a delete says its key. Nothing else is l
 (a presigned one carries a signature), no content, no credentials. The line goes out after the
 backend answered, at INFO on the ``blogimg.storage.audit`` logger (``BLOGIMG_LOG_FORMAT=json``
 shows INFO lines, each with the job's image id when a worker stored it); a failed put or delete
-is logged as a warning and its error raised as before.
+is logged at INFO too, with status "failed", and its error raised as before (the caller reports
+the error itself, in one line: a warning here would repeat it for every object).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class AuditedStorage:
         try:
             stored = await self.storage.put(key, data, content_type)
         except Exception:
-            log.warning("storage put failed", extra={**fields, "status": "failed"})
+            log.info("storage put failed", extra={**fields, "status": "failed"})
             raise
         log.info("storage put", extra=fields)
         return stored
@@ -48,7 +49,7 @@ class AuditedStorage:
         try:
             await self.storage.delete(key)
         except Exception:
-            log.warning("storage delete failed", extra={**fields, "status": "failed"})
+            log.info("storage delete failed", extra={**fields, "status": "failed"})
             raise
         log.info("storage delete", extra=fields)
 

@@ -7,11 +7,11 @@ from datetime import timedelta
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from blogimg.api.deps import DatabaseDep
+from blogimg.api.deps import DatabaseDep, StateDep
 from blogimg.api.errors import errors
 from blogimg.api.metrics import CONTENT_TYPE, render
 from blogimg.api.schemas import Health
-from blogimg.db.metrics_snapshot import read_snapshot
+from blogimg.db.metrics_snapshot import Limits, read_snapshot
 from blogimg.pipeline.circuit_reports import FRESH_SECONDS
 
 router = APIRouter(tags=["service"])
@@ -26,7 +26,9 @@ async def health(database: DatabaseDep) -> Health:
 
 @router.get("/metrics", response_class=Response,
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus"}})
-async def metrics(database: DatabaseDep) -> Response:
+async def metrics(database: DatabaseDep, state: StateDep) -> Response:
     """Every series in the Prometheus text format (api/metrics.py), read from the catalogue now."""
-    snapshot = await read_snapshot(database.engine, timedelta(seconds=FRESH_SECONDS))
+    settings = state.settings
+    snapshot = await read_snapshot(database.engine, timedelta(seconds=FRESH_SECONDS), Limits(
+        settings.budget_daily_usd, settings.budget_monthly_usd, settings.storage_limit_bytes))
     return Response(render(snapshot), media_type=CONTENT_TYPE)
