@@ -308,7 +308,9 @@ class Settings(BaseSettings):
         for url in value:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
-                raise ValueError(f"{url!r} is not an http(s) URL with a host (and no user name)")
+                # Only the scheme and host are repeated: a path or query may hold the receiver's token.
+                shown = f"{parts.scheme}://{parts.hostname or ''}/…" if parts.scheme else "a webhook URL"
+                raise ValueError(f"{shown} is not an http(s) URL with a host (and no user name)")
         return value
 
     @field_validator("webhook_secret")

@@ -40,7 +40,10 @@ def test_endpoints_are_added_listed_disabled_and_deleted(api_settings: Settings,
         assert client.post("/api/webhooks", json={"url": "http://127.0.0.1:9/c", "secret": "nope"}).status_code == 422
         assert client.post("/api/webhooks", json={"url": "ftp://127.0.0.1/c"}).status_code == 422
         listed = client.get("/api/webhooks", headers=READ_AUTH).json()["items"]
-        assert [item["url"] for item in listed] == ["http://127.0.0.1:9/a", "http://127.0.0.1:9/b"]
+        # A read-only key sees where events go, not the path (receivers put tokens there).
+        assert [item["url"] for item in listed] == ["http://127.0.0.1:9/…", "http://127.0.0.1:9/…"]
+        assert [item["url"] for item in client.get("/api/webhooks").json()["items"]] \
+            == ["http://127.0.0.1:9/a", "http://127.0.0.1:9/b"]
         assert secret not in str(listed) and all("secret" not in item for item in listed)
         endpoint_id = created.json()["id"]
         assert client.post("/api/webhooks", json={"url": "http://127.0.0.1:9/d"}, headers=READ_AUTH).status_code == 403
@@ -89,3 +92,29 @@ def test_the_delivery_log_pages_and_filters(api_settings: Settings, storage: Mem
         page = client.get("/webhooks")
         assert page.status_code == 200 and "image.failed" in page.text and 'href="/webhooks"' in page.text
         assert client.get("/webhooks", params={"status": "nope"}).status_code == 422
+
+
+def test_urls_are_shown_whole_to_full_keys_only(api_settings: Settings, storage: MemoryStorage) -> None:
+    settings = api_settings.model_copy(update={"webhook_allow_loopback": True})
+    url = "http://127.0.0.1:9/hooks/token-123?key=abc"
+    with TestClient(create_app(settings, storage=storage), headers=AUTH) as client:
+        assert client.post("/api/webhooks", json={"url": url}).status_code == 201
+
+        async def write_event() -> None:
+            database = await Database.open(settings.database_url)
+            try:
+                async with database.sessions.begin() as session:
+                    await record_event(session, "image.failed", {"image_id": 1})
+            finally:
+                await database.close()
+
+        asyncio.run(write_event())
+        for path in ("/api/webhooks", "/api/webhooks/deliveries"):
+            assert client.get(path).json()["items"][0]["url"] == url
+            read = client.get(path, headers=READ_AUTH)
+            assert read.status_code == 200 and read.json()["items"][0]["url"] == "http://127.0.0.1:9/…"
+            assert "token-123" not in read.text and "key=abc" not in read.text
+        assert "token-123" in client.get("/webhooks").text
+        page = client.get("/webhooks", headers=READ_AUTH)
+        assert page.status_code == 200 and "http://127.0.0.1:9/…" in page.text
+        assert "token-123" not in page.text and "key=abc" not in page.text

@@ -2,12 +2,14 @@
 
 ``answers`` is consumed one per request (an int is a status code, ``HOLD`` keeps the request open
 without an answer until ``release()``); when it runs out, 200. ``accepted`` holds the requests
-answered 2xx, ``received`` every request, each as (headers, body).
+answered 2xx, ``received`` every request, each as (headers, body). With ``refuse_first=n`` the
+first n attempts of every message (by ``webhook-id``) are answered 503 before ``answers`` is asked.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -15,8 +17,9 @@ HOLD = "hold"
 
 
 class WebhookReceiver:
-    def __init__(self, answers: Iterable[int | str] = (), *, port: int = 0) -> None:
+    def __init__(self, answers: Iterable[int | str] = (), *, port: int = 0, refuse_first: int = 0) -> None:
         self.answers: list[int | str] = list(answers)
+        self.attempts: Counter[str] = Counter()  #: webhook-id → requests received
         self.received: list[tuple[dict[str, str], str]] = []
         self.accepted: list[tuple[dict[str, str], str]] = []
         self._lock = threading.Lock()
@@ -29,7 +32,12 @@ class WebhookReceiver:
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 with receiver._lock:
                     receiver.received.append((headers, body))
-                    answer = receiver.answers.pop(0) if receiver.answers else 200
+                    message_id = headers.get("webhook-id", "")
+                    receiver.attempts[message_id] += 1
+                    if receiver.attempts[message_id] <= refuse_first:
+                        answer: int | str = 503
+                    else:
+                        answer = receiver.answers.pop(0) if receiver.answers else 200
                 if answer == HOLD:
                     receiver._released.wait(60)
                     self.close_connection = True

@@ -40,7 +40,7 @@ def test_the_bulk_and_analytics_commands(tmp_path: Path) -> None:
     assert referenced_keys(database) <= stored_files(data / "images")
 
     pruned = run_cli("prune-events", "--days", "1", data=data, cwd=tmp_path, **FAST)
-    assert pruned.returncode == 0 and "deleted 0 events older than 1 days" in pruned.stdout
+    assert pruned.returncode == 0 and "deleted 0 events and finished webhook deliveries older than 1 days" in pruned.stdout
 
     nothing_failed = run_cli("retry", "--post", "1", data=data, cwd=tmp_path, **FAST)
     assert nothing_failed.returncode == 2 and "no failed image in post 1" in nothing_failed.stderr

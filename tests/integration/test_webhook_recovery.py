@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import standardwebhooks
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from blogimg.config import Settings
 from blogimg.db import webhooks
@@ -151,4 +151,42 @@ async def test_batch_done_waits_for_the_other_last_image_on_postgresql(tmp_path:
         await first_transaction.commit()
         await waiting
         await second_transaction.commit()
+    assert await _batch_done_rows(database, batch_id) == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_finishers_of_a_batch_under_way_do_not_wait_for_each_other_on_postgresql(
+        tmp_path: Path, settings: Settings, database: Database) -> None:
+    """While an image is queued, finishers share the batch's lock (no queue of finishers, no count);
+    the queued image's own finisher, last, still comes after them and says batch.done."""
+    await configure_endpoints(configured(settings, "http://127.0.0.1:9/hooks"), database.webhooks)
+    [post] = read_posts([write_posts(tmp_path / "three", 1, markers=2, name="three")], settings)
+    batch = await database.queue.enqueue(PostsToEnqueue([post]))
+    assert batch.batch_id is not None and len(batch.image_ids) == 3
+    batch_id, (first_image, second_image, last_image) = batch.batch_id, batch.image_ids
+    statements: list[str] = []
+    async with database.engine.connect() as first, database.engine.connect() as second, \
+            database.engine.connect() as last:
+        for connection, image_id in ((first, first_image), (second, second_image)):
+            await connection.begin()
+            await connection.execute(update(GeneratedImage).where(GeneratedImage.id == image_id)
+                                     .values(status=Status.FAILED, error_code="refused"))
+            await connection.run_sync(lambda sync: event.listen(
+                sync, "before_cursor_execute", lambda *arguments: statements.append(arguments[2])))
+        await asyncio.wait_for(webhooks.image_changes(first, [(first_image, batch_id)], Status.FAILED), 5)
+        # Not held up by the first finisher, which has not committed.
+        await asyncio.wait_for(webhooks.image_changes(second, [(second_image, batch_id)], Status.FAILED), 5)
+        assert not any("count(" in statement.lower() for statement in statements), statements
+        # The queued image is held for them: its change (a claim, or here a failure for good, as
+        # fail_exhausted does) waits until both have committed, then its finisher sees theirs.
+        last_transaction = await last.begin()
+        finishing = asyncio.create_task(last.execute(update(GeneratedImage).where(GeneratedImage.id == last_image)
+                                                     .values(status=Status.FAILED, error_code="refused")))
+        await asyncio.sleep(0.5)
+        assert not finishing.done()
+        await first.commit()
+        await second.commit()
+        await asyncio.wait_for(finishing, 5)
+        await webhooks.image_changes(last, [(last_image, batch_id)], Status.FAILED)
+        await last_transaction.commit()
     assert await _batch_done_rows(database, batch_id) == 1

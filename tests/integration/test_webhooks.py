@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 import standardwebhooks
-from sqlalchemy import select
+from sqlalchemy import event, select, update
 
 from blogimg.config import Settings
 from blogimg.db.database import Database
 from blogimg.db.jobs import PostsToEnqueue
-from blogimg.db.tables import WebhookDelivery
+from blogimg.db.tables import WebhookDelivery, utcnow
 from blogimg.db.webhooks import record_event
 from blogimg.domain import Outcome
+from blogimg.pipeline.bulk_actions import prune_events
 from blogimg.pipeline.generate import read_posts
 from blogimg.pipeline.runtime import open_runtime
 from blogimg.pipeline.webhook_endpoints import configure_endpoints
@@ -31,7 +32,7 @@ from blogimg.pipeline.webhook_signing import new_secret
 from blogimg.storage import MemoryStorage
 from blogimg.testing import FakeProvider
 from tests.fakes.webhook_receiver import WebhookReceiver
-from tests.support import on_both_engines, registry_with, write_posts
+from tests.support import on_both_engines, registry_with, run_cli, write_posts
 
 SECRET = new_secret()
 
@@ -202,3 +203,88 @@ async def test_an_address_that_turned_private_after_configuration_is_refused_at_
     [row] = await deliveries(database)
     assert row.status == "failed" and row.last_status_code is None
     assert "169.254.169.254 is not a public address" in (row.last_error or "")
+
+
+@on_both_engines
+async def test_a_real_worker_and_a_receiver_down_for_three_attempts_of_every_event(
+        tmp_path: Path, settings: Settings) -> None:
+    """The must-show case end to end: a worker makes the images, and every event's first three tries get 503."""
+    with WebhookReceiver(refuse_first=3) as receiver:
+        configured = webhook_settings(settings, receiver.url, delays=(0.1, 0.1, 0.1, 0.1))
+        async with open_runtime(configured, providers=["fake"], registry=registry_with(FakeProvider("fake")),
+                                storage=MemoryStorage()) as runtime:
+            posts = read_posts([write_posts(tmp_path / "posts", 2, markers=1)], configured)
+            batch = await runtime.database.queue.enqueue(PostsToEnqueue(posts))
+            worker = runtime.worker()
+            worker.poll_interval = 0.05
+            assert worker.webhook_sender is not None
+            worker.webhook_sender.poll_interval = 0.05
+            task = asyncio.create_task(worker.run())
+            try:
+                await until(lambda: len(receiver.accepted) >= len(batch.image_ids) + 1, timeout=60)
+                await asyncio.sleep(0.5)  # nothing more may come
+            finally:
+                worker.stop()
+                await task
+    payloads = verified(receiver)
+    ids = receiver.accepted_ids()
+    assert len(ids) == len(set(ids)) == len(batch.image_ids) + 1  # each event exactly once, by webhook-id
+    assert Counter(payload["type"] for payload in payloads) == {"image.succeeded": len(batch.image_ids), "batch.done": 1}
+    assert {payload["data"]["image_id"] for payload in payloads if payload["type"] == "image.succeeded"} \
+        == set(batch.image_ids)
+    assert set(receiver.attempts.values()) == {4}  # three refused tries, then the one that was taken
+
+
+@on_both_engines
+async def test_idle_polls_take_no_write_lock(settings: Settings, database: Database) -> None:
+    """Nothing due: a sender's polls are reads; not one UPDATE, with or without an enabled endpoint."""
+    statements: list[str] = []
+
+    def record(_connection: object, _cursor: object, statement: str, *_rest: object) -> None:
+        statements.append(statement.strip().upper())
+
+    sender = WebhookSender(database.webhooks, allow_loopback=True)
+    event.listen(database.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        for _ in range(5):  # no endpoint at all
+            assert not await sender.send_due()
+        await configure_endpoints(webhook_settings(settings, "http://127.0.0.1:9/hooks"), database.webhooks)
+        async with database.sessions.begin() as session:
+            await record_event(session, "image.failed", {"image_id": 1})
+            await session.execute(update(WebhookDelivery).values(next_attempt_at=utcnow().replace(year=2100)))
+        statements.clear()
+        for _ in range(5):  # an endpoint, and a delivery not due yet
+            assert not await sender.send_due()
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", record)
+    assert statements and not [statement for statement in statements if statement.startswith("UPDATE")], statements
+    assert "BEGIN IMMEDIATE" not in " ".join(statements)  # not even the write lock, on SQLite
+
+
+async def test_a_one_shot_generate_sends_its_last_events_before_it_exits(tmp_path: Path) -> None:
+    """``blogimg generate`` runs its worker for one batch: batch.done must not wait for another worker."""
+    posts = write_posts(tmp_path / "posts", 1, markers=1)
+    with WebhookReceiver() as receiver:
+        result = run_cli("generate", str(posts), "--providers", "card", data=tmp_path / "data", cwd=tmp_path,
+                         timeout=120, BLOGIMG_WEBHOOK_URLS=receiver.url, BLOGIMG_WEBHOOK_SECRET=SECRET,
+                         BLOGIMG_WEBHOOK_ALLOW_LOOPBACK="true", BLOGIMG_VARIANT_WIDTHS="64", BLOGIMG_AVIF_EFFORT="0")
+        accepted_at_exit = verified(receiver)  # read at once: the command has exited
+    assert result.returncode == 0, result.stderr
+    assert Counter(payload["type"] for payload in accepted_at_exit) == {"image.succeeded": 2, "batch.done": 1}
+
+
+@on_both_engines
+async def test_prune_events_deletes_old_finished_deliveries(settings: Settings, database: Database) -> None:
+    await configure_endpoints(webhook_settings(settings, "http://127.0.0.1:9/hooks"), database.webhooks)
+    async with database.sessions.begin() as session:
+        for number in range(6):
+            await record_event(session, "image.failed", {"image_id": number}, event_key=f"event:{number}")
+    old, recent = utcnow().replace(year=2000), utcnow()
+    statuses = {"event:0": ("delivered", old), "event:1": ("failed", old), "event:2": ("pending", old),
+                "event:3": ("delivered", recent), "event:4": ("failed", recent), "event:5": ("pending", recent)}
+    async with database.sessions.begin() as session:
+        for message_id, (status, created_at) in statuses.items():
+            await session.execute(update(WebhookDelivery).where(WebhookDelivery.message_id == message_id)
+                                  .values(status=status, created_at=created_at))
+    assert await prune_events(database, 30) == 2
+    assert [row.message_id for row in await deliveries(database)] == [f"event:{number}" for number in range(2, 6)]

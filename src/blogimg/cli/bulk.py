@@ -137,6 +137,7 @@ def prune_events(
             async with _database(settings) as database:
                 return await run_prune(database, retention)
 
-        console.print(f"deleted {asyncio.run(run()):,} events older than {retention:g} days", highlight=False)
+        console.print(f"deleted {asyncio.run(run()):,} events and finished webhook deliveries older than "
+                      f"{retention:g} days", highlight=False)
 
     guarded(work)

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Update, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from blogimg.db.engine import reader
 from blogimg.db.failures import reconnecting, retrying, retrying_conflicts
 from blogimg.db.tables import WebhookDelivery, WebhookEndpoint, utcnow
 from blogimg.errors import ConflictError
@@ -92,8 +93,9 @@ class Webhooks:
     async def sync_configured(self, urls: Sequence[str], secret: str | None) -> list[Endpoint]:
         """Make the settings' endpoints exactly ``urls`` (with ``secret``); the endpoints that now stand.
 
-        A URL no longer configured is disabled, not deleted (its delivery log stays). One that a
-        410 disabled stays disabled while it is configured: the receiver said it is gone.
+        A URL no longer configured is disabled, not deleted (its delivery log stays), and its
+        pending deliveries fail as :meth:`disable` fails them: nobody would ever send them. One
+        that a 410 disabled stays disabled while it is configured: the receiver said it is gone.
         """
         async with self.sessions.begin() as session:
             rows = {row.url: row for row in await session.scalars(select(WebhookEndpoint).with_for_update())}
@@ -106,9 +108,12 @@ class Webhooks:
                     row.secret = secret or row.secret
                     if not row.enabled and row.disabled_reason == REMOVED_FROM_SETTINGS:
                         row.enabled, row.disabled_reason = True, None
-            for row in rows.values():
-                if row.source == SETTINGS_SOURCE and row.url not in urls and row.enabled:
-                    row.enabled, row.disabled_reason = False, REMOVED_FROM_SETTINGS
+            removed = [row for row in rows.values() if row.source == SETTINGS_SOURCE and row.url not in urls
+                       and row.enabled]
+            for row in removed:
+                row.enabled, row.disabled_reason = False, REMOVED_FROM_SETTINGS
+            if removed:
+                await session.execute(_fail_pending([row.id for row in removed], REMOVED_FROM_SETTINGS))
             await session.flush()
             return [_endpoint(row) for row in await session.scalars(select(WebhookEndpoint)
                                                                     .order_by(WebhookEndpoint.id))]
@@ -142,11 +147,7 @@ class Webhooks:
         async with self.engine.begin() as connection:
             changed = await connection.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id)
                                                .values(enabled=False, disabled_reason=reason))
-            await connection.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == "pending")
-                .values(status="failed", last_error=f"endpoint disabled: {reason}", lease_token=None,
-                        lease_expires_at=None))
+            await connection.execute(_fail_pending([endpoint_id], reason))
             return bool(changed.rowcount)
 
     @reconnecting
@@ -166,6 +167,27 @@ class Webhooks:
             return bool(result.rowcount)
 
     # Sending ----------------------------------------------------------------------------------
+
+    @reconnecting
+    async def due_now(self) -> bool | None:
+        """Whether a delivery is due now; None when no endpoint is enabled, so none can be.
+
+        A read, for the sender to ask before it claims: a claim is an UPDATE under SQLite's write
+        lock, and one every second with nothing to send would take it from the workers' jobs for
+        nothing. Through ``reader``: on SQLite this read does not queue for the write lock either.
+        """
+        now = utcnow()
+        enabled = select(WebhookEndpoint.id).where(WebhookEndpoint.enabled.is_(True)).limit(1)
+        due = (select(WebhookDelivery.id)
+               .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+               .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
+                      WebhookEndpoint.enabled.is_(True),
+                      or_(WebhookDelivery.lease_expires_at.is_(None), WebhookDelivery.lease_expires_at < now))
+               .limit(1))
+        async with reader(self.engine).connect() as connection:
+            if await connection.scalar(enabled) is None:
+                return None
+            return await connection.scalar(due) is not None
 
     async def claim_due(self, *, limit: int, lease_seconds: float) -> list[ClaimedDelivery]:
         """Claim up to ``limit`` due deliveries of enabled endpoints (oldest first) under a fresh lease."""
@@ -259,6 +281,26 @@ class Webhooks:
         return DeliveryPage(items, str(items[-1].id) if len(rows) > limit else None)
 
     @reconnecting
+    async def prune(self, before: datetime, *, chunk: int = 5_000) -> int:
+        """Delete delivered and failed deliveries created before ``before``; how many went.
+
+        A chunk a transaction, so a long log never holds SQLite's write lock for long. Pending
+        rows stay whatever their age: they are still to be sent.
+        """
+        finished = (select(WebhookDelivery.id)
+                    .where(WebhookDelivery.status.in_(("delivered", "failed")), WebhookDelivery.created_at < before)
+                    .limit(chunk))
+        deleted = 0
+        while True:
+            async with self.engine.begin() as connection:
+                result = await connection.execute(delete(WebhookDelivery)
+                                                  .where(WebhookDelivery.id.in_(finished.scalar_subquery()))
+                                                  .execution_options(synchronize_session=False))
+            deleted += result.rowcount or 0
+            if (result.rowcount or 0) < chunk:
+                return deleted
+
+    @reconnecting
     async def pending_count(self) -> int:
         """Deliveries not yet delivered nor failed (for tests and the page's summary)."""
         async with self.sessions() as session:
@@ -272,6 +314,15 @@ def decode_cursor(cursor: str) -> int:
     if not cursor.isascii() or not cursor.isdigit() or not 0 < int(cursor) < 2**63:
         raise ValueError("not a cursor this API gave")
     return int(cursor)
+
+
+def _fail_pending(endpoint_ids: Sequence[int], reason: str) -> Update:
+    """The UPDATE that fails the pending deliveries of endpoints no longer sent to."""
+    return (update(WebhookDelivery)
+            .where(WebhookDelivery.endpoint_id.in_(endpoint_ids), WebhookDelivery.status == "pending")
+            .values(status="failed", last_error=f"endpoint disabled: {reason}", lease_token=None,
+                    lease_expires_at=None)
+            .execution_options(synchronize_session=False))
 
 
 def _endpoint(row: WebhookEndpoint) -> Endpoint:

@@ -89,20 +89,39 @@ async def image_changes(session: Connection, changed: Sequence[tuple[int, int | 
 
 
 async def _batch_done(session: Connection, batch_id: int) -> dict[str, Any] | None:
-    """batch.done's data when no image of the batch is left to make, else None (see the module's doc)."""
-    # Locked, then read in a statement of its own: on PostgreSQL (read committed) that statement
-    # sees every change committed by a transaction that held the lock before us. FOR NO KEY UPDATE
-    # (key_share): finishers wait for each other, but not for rows that merely refer to the batch.
-    locked = await session.scalar(select(Batch.id).where(Batch.id == batch_id).with_for_update(key_share=True))
-    if locked is None:
+    """batch.done's data when no image of the batch is left to make, else None (see the module's doc).
+
+    Every finished image asks, so it is cheap while the batch is under way: existence checks (no
+    count), and finishers serialised only near the end. While an image X is still queued, the
+    batch row is locked FOR SHARE, which finishers share, and so is X's row: nobody can claim or
+    finish X until this transaction commits, so X's finisher sees this one's image finished, and
+    it (or, in turn, the finisher of an image still queued then) says batch.done. With nothing
+    queued, the lock is FOR NO KEY UPDATE: it waits for every other finisher holding either lock.
+    X is looked for with SKIP LOCKED: a queued row that a concurrent transaction is changing (maybe
+    finishing it) is not one to count on, and a plain read would still see it queued. (Skipping
+    the lock altogether while an image is queued would not do: X could be claimed and finished by
+    a transaction that sees this one's image still running before this one commits.)
+    """
+    under_way = await session.scalar(
+        select(GeneratedImage.id).where(GeneratedImage.batch_id == batch_id, GeneratedImage.status == Status.QUEUED)
+        .limit(1).with_for_update(read=True, skip_locked=True)) is not None
+    # Locked, then read in statements of their own: on PostgreSQL (read committed) they see every
+    # change committed by a transaction that held a conflicting lock before us. FOR NO KEY UPDATE
+    # (key_share) rather than FOR UPDATE: rows that merely refer to the batch are not held up.
+    lock = select(Batch.id).where(Batch.id == batch_id)
+    lock = lock.with_for_update(read=True) if under_way else lock.with_for_update(key_share=True)
+    if await session.scalar(lock) is None or await _any_image(session, batch_id, _UNFINISHED):
         return None
     counts: dict[Status, int] = {status: count for status, count in (await session.execute(
         select(GeneratedImage.status, func.count()).where(GeneratedImage.batch_id == batch_id)
         .group_by(GeneratedImage.status))).all()}
-    if any(counts.get(status, 0) for status in _UNFINISHED):
-        return None
     return {"batch_id": batch_id, "succeeded": counts.get(Status.SUCCEEDED, 0),
             "failed": counts.get(Status.FAILED, 0), "finished_at": _timestamp(utcnow())}
+
+
+async def _any_image(session: Connection, batch_id: int, statuses: Sequence[Status]) -> bool:
+    return await session.scalar(select(GeneratedImage.id).where(
+        GeneratedImage.batch_id == batch_id, GeneratedImage.status.in_(statuses)).limit(1)) is not None
 
 
 async def _write(session: Connection, endpoints: Sequence[int],

@@ -63,11 +63,14 @@ async def delete_post_images(database: Database, storage: Storage, post_id: int)
 
 
 async def prune_events(database: Database, retention_days: float) -> int:
-    """Delete status events older than ``retention_days`` (the newest one always stays); how many."""
+    """Delete status events older than ``retention_days`` (the newest one always stays), and the
+    webhook deliveries made as long ago that are delivered or failed (pending ones are still to be
+    sent); how many rows went."""
     if retention_days <= 0:
         raise InputError("the retention must be more than 0 days")
     before = utcnow() - timedelta(days=retention_days)
-    return await BulkRows(database.engine, database.sessions).prune_events(before)
+    events = await BulkRows(database.engine, database.sessions).prune_events(before)
+    return events + await database.webhooks.prune(before)
 
 
 def describe_ids(ids: Sequence[int], most: int = 20) -> str:

@@ -55,7 +55,7 @@ class Runtime:
             shutdown_grace=settings.shutdown_grace,
         )
         worker.alert_loop = AlertEvaluator(self.database, settings, circuit_states(self.chain.breakers)).run
-        worker.webhook_loop = WebhookSender.from_settings(settings, self.database.webhooks).run
+        worker.webhook_sender = WebhookSender.from_settings(settings, self.database.webhooks)
         return worker
 
 

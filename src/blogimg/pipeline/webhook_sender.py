@@ -16,6 +16,12 @@ Every attempt is signed afresh (Standard Webhooks receivers refuse old timestamp
 policy's network backend: the host is resolved and every address checked at each connection,
 so a name whose DNS answer turned private after it was configured is refused. Neither secrets
 nor payloads are ever logged; a response body is never read.
+
+Polling is a plain read (``due_now``) until something is due — every second, every
+``idle_interval`` while no endpoint is enabled — since a claim is a write, and SQLite has one
+writer. A one-shot run (``blogimg generate``) ends with :meth:`WebhookSender.finish`: its last
+events (the batch's last images, batch.done) go before the process exits, not whenever another
+worker happens to start.
 """
 
 from __future__ import annotations
@@ -43,23 +49,28 @@ from blogimg.providers.download import (
 log = logging.getLogger(__name__)
 DEFAULT_RETRY_DELAYS = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
 USER_AGENT = "blogimg-webhooks/1"
+#: The longest a one-shot run waits for its last deliveries (see ``finish``), seconds.
+FINAL_ROUND_SECONDS = 5.0
 
 
 class WebhookSender:
-    """Sends the outbox's due deliveries, ``batch_size`` at a time, until told to stop."""
+    """Sends the outbox's due deliveries, ``batch_size`` at a time, until cancelled or finished."""
 
     def __init__(self, webhooks: Webhooks, *, timeout: float = 10.0,
                  retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS, allow_loopback: bool = False,
-                 batch_size: int = 20, poll_interval: float = 1.0, resolver: Resolver = system_resolver,
-                 clock: Callable[[], float] = time.time) -> None:
+                 batch_size: int = 20, poll_interval: float = 1.0, idle_interval: float = 5.0,
+                 resolver: Resolver = system_resolver, clock: Callable[[], float] = time.time) -> None:
         self.webhooks = webhooks
         self.timeout = timeout
         self.retry_delays = tuple(retry_delays)
         self.allow_loopback = allow_loopback
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.idle_interval = idle_interval  #: between polls while no endpoint is enabled
         self._resolver = resolver
         self._clock = clock
+        self._finishing = False
+        self._wake = asyncio.Event()
 
     @classmethod
     def from_settings(cls, settings: Settings, webhooks: Webhooks) -> WebhookSender:
@@ -75,26 +86,44 @@ class WebhookSender:
         """Seconds before the next try after ``attempts`` failed ones; None when none is left."""
         return self.retry_delays[attempts - 1] if attempts <= len(self.retry_delays) else None
 
-    async def run(self, stopping: asyncio.Event | None = None) -> None:
-        """Send due deliveries until cancelled (or ``stopping`` is set); a database error waits for the next round."""
-        stopping = stopping or asyncio.Event()
+    async def run(self) -> None:
+        """Send due deliveries until cancelled, or until a round after ``finish`` finds nothing due.
+
+        A database error waits for the next round.
+        """
         async with self._client() as client:
-            while not stopping.is_set():
+            while True:
                 try:
                     sent = await self._send_due(client)
                 except Exception as error:  # the outbox stays; the next round tries again
                     log.warning("webhook deliveries could not be claimed: %s", describe(error))
                     sent = 0
-                if not sent:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stopping.wait(), self.poll_interval)
+                if sent:
+                    continue
+                if self._finishing:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval if sent == 0 else self.idle_interval)
 
-    async def send_due(self) -> int:
-        """One round: claim the due deliveries and send them; how many were tried."""
+    async def finish(self, loop: asyncio.Task[None]) -> None:
+        """End ``loop`` (this sender's ``run``) once what is due now is sent, waiting at most
+        ``FINAL_ROUND_SECONDS`` (and ``timeout``): a delivery cut short then is sent again later,
+        by the next worker, once its lease runs out."""
+        self._finishing = True
+        self._wake.set()
+        await asyncio.wait({loop}, timeout=min(self.timeout, FINAL_ROUND_SECONDS))
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+    async def send_due(self) -> int | None:
+        """One round: claim the due deliveries and send them; how many were tried (None: no endpoint is enabled)."""
         async with self._client() as client:
             return await self._send_due(client)
 
-    async def _send_due(self, client: httpx2.AsyncClient) -> int:
+    async def _send_due(self, client: httpx2.AsyncClient) -> int | None:
+        due = await self.webhooks.due_now()  # a read: no write lock taken while nothing is due
+        if not due:
+            return None if due is None else 0
         claimed = await self.webhooks.claim_due(limit=self.batch_size, lease_seconds=self.lease_seconds)
         await asyncio.gather(*(self._deliver(client, delivery) for delivery in claimed))
         return len(claimed)

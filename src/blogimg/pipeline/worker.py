@@ -9,6 +9,7 @@ row whose lease expires (or whose owner is seen dead), and the next claim redoes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -45,6 +46,7 @@ from blogimg.pipeline.chain import CaptionChain, ChainSuccess, ProviderChain
 from blogimg.pipeline.circuit_reports import report_loop
 from blogimg.pipeline.job_ledger import JobLedger
 from blogimg.pipeline.job_results import failure_code, finished_image, image_title
+from blogimg.pipeline.webhook_sender import WebhookSender
 from blogimg.providers.base import CaptionRequest
 from blogimg.storage.base import Storage
 
@@ -109,8 +111,8 @@ class Worker:
         self._given_back: dict[int, int] = {}  #: image id → uncounted give-backs for a lost connection
         #: The alert rules' loop (pipeline/alerting.py), run beside the jobs; the runtime sets it.
         self.alert_loop: Callable[[], Coroutine[Any, Any, None]] | None = None
-        #: The webhook outbox's sender (pipeline/webhook_sender.py), run beside the jobs; the runtime sets it.
-        self.webhook_loop: Callable[[], Coroutine[Any, Any, None]] | None = None
+        #: The webhook outbox's sender (pipeline/webhook_sender.py); the runtime sets it.
+        self.webhook_sender: WebhookSender | None = None
 
     def stop(self, *, immediately: bool = False) -> None:
         """Stop claiming. Jobs in flight get ``shutdown_grace`` seconds to finish (none when
@@ -124,7 +126,7 @@ class Worker:
         tasks: set[asyncio.Task] = set()
         beat = asyncio.create_task(self._heartbeats(), name="blogimg-heartbeat")
         alerts = asyncio.create_task(self.alert_loop(), name="blogimg-alerts") if self.alert_loop else None
-        webhooks = asyncio.create_task(self.webhook_loop(), name="blogimg-webhooks") if self.webhook_loop else None
+        webhooks = asyncio.create_task(self.webhook_sender.run(), name="blogimg-webhooks") if self.webhook_sender else None
         circuits = asyncio.create_task(report_loop(self.queue.engine, self.owner, self.chain), name="blogimg-circuits")
         try:
             while not self._stopping.is_set():
@@ -145,6 +147,8 @@ class Worker:
                     tasks.add(asyncio.create_task(self._run_job(job), name=f"blogimg-job-{job.image_id}"))
                 if not tasks and not claimed and batch_id is not None:
                     if not await self.queue.unfinished(batch_id):
+                        if self.webhook_sender and webhooks:  # a one-shot run's last events go now
+                            await self.webhook_sender.finish(webhooks)
                         return
                 if tasks:
                     finished, tasks = await asyncio.wait(
@@ -157,9 +161,8 @@ class Worker:
             if self.stopped_by is not None:
                 raise self.stopped_by
         finally:
-            # /metrics stops counting this worker once its last circuit report ages out; a webhook
-            # delivery cut short is sent again once its lease runs out. Each is awaited, so none is
-            # still on the database when it closes.
+            # /metrics stops counting this worker once its last circuit report ages out; a webhook cut
+            # short is sent once its lease runs out. Awaited: none is on the database when it closes.
             helpers = [task for task in (beat, circuits, alerts, webhooks) if task is not None]
             for helper in helpers:
                 helper.cancel()
@@ -185,10 +188,8 @@ class Worker:
 
     async def _idle(self) -> None:
         # Sleep between polls, but wake at once when told to stop.
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), self.poll_interval)
-        except TimeoutError:
-            pass
 
     async def _drain(self, tasks: set[asyncio.Task]) -> None:
         """Let jobs in flight finish within the grace period; give the rest back to the queue."""

@@ -4,6 +4,9 @@ An endpoint's URL must pass the public-address policy (pipeline/webhook_endpoint
 one is 422. A secret is never shown, except once: in the answer that made it, when the server
 generated it. Endpoints from BLOGIMG_WEBHOOK_URLS can be disabled here but not deleted (the next
 start would add them again): their place is the settings.
+
+A receiver's URL often carries a token in its path or query: only a full key sees URLs whole;
+a read-only key sees ``scheme://host[:port]/…`` (pipeline/webhook_endpoints.py's masked_url).
 """
 
 from __future__ import annotations
@@ -11,15 +14,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from blogimg.api.auth import Role, request_role
 from blogimg.api.deps import DatabaseDep, StateDep
 from blogimg.api.errors import ApiError, errors
 from blogimg.api.routes.common import utc
 from blogimg.db.webhook_deliveries import SETTINGS_SOURCE, DeliveryRecord, Endpoint, decode_cursor
 from blogimg.errors import ConflictError
-from blogimg.pipeline.webhook_endpoints import LONGEST_URL, endpoint_refusal
+from blogimg.pipeline.webhook_endpoints import LONGEST_URL, endpoint_refusal, masked_url
 from blogimg.pipeline.webhook_signing import new_secret, secret_key
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
@@ -79,9 +83,10 @@ class DeliveryList(BaseModel):
 
 
 @router.get("", response_model=EndpointList)
-async def list_endpoints(database: DatabaseDep) -> EndpointList:
-    """Every endpoint, enabled or not; secrets are never shown."""
-    return EndpointList(items=[_endpoint_out(item) for item in await database.webhooks.endpoints()])
+async def list_endpoints(request: Request, database: DatabaseDep) -> EndpointList:
+    """Every endpoint, enabled or not; secrets are never shown, nor URLs' paths to a read-only key."""
+    whole = shows_whole_urls(request)
+    return EndpointList(items=[_endpoint_out(item, whole_url=whole) for item in await database.webhooks.endpoints()])
 
 
 @router.post("", status_code=201, response_model=EndpointCreated, responses=errors(401, 403, 409, 422))
@@ -105,6 +110,7 @@ async def add_endpoint(body: EndpointIn, database: DatabaseDep, state: StateDep)
 
 @router.get("/deliveries", response_model=DeliveryList, responses=errors(422))
 async def deliveries(
+    request: Request,
     database: DatabaseDep,
     endpoint_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     status: DeliveryStatus | None = None,
@@ -118,7 +124,9 @@ async def deliveries(
         except ValueError as error:
             raise ApiError(422, "validation", f"cursor: {error}") from None
     page = await database.webhooks.log(endpoint_id=endpoint_id, status=status, cursor=cursor, limit=limit)
-    return DeliveryList(items=[delivery_out(item) for item in page.items], next_cursor=page.next_cursor)
+    whole = shows_whole_urls(request)
+    return DeliveryList(items=[delivery_out(item, whole_url=whole) for item in page.items],
+                        next_cursor=page.next_cursor)
 
 
 @router.patch("/{endpoint_id}", response_model=EndpointOut, responses=errors(401, 403, 404, 422))
@@ -145,17 +153,24 @@ async def delete_endpoint(endpoint_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
     return Response(status_code=204)
 
 
-def _endpoint_out(endpoint: Endpoint) -> EndpointOut:
-    return EndpointOut(id=endpoint.id, url=endpoint.url, enabled=endpoint.enabled,
+def shows_whole_urls(request: Request) -> bool:
+    """Whether the caller may see endpoints' URLs whole: a full key (or no keys configured)."""
+    return request_role(request) is Role.FULL
+
+
+def _endpoint_out(endpoint: Endpoint, *, whole_url: bool = True) -> EndpointOut:
+    return EndpointOut(id=endpoint.id, url=endpoint.url if whole_url else masked_url(endpoint.url),
+                       enabled=endpoint.enabled,
                        disabled_reason=endpoint.disabled_reason,
                        source="settings" if endpoint.source == SETTINGS_SOURCE else "api",
                        created_at=utc(endpoint.created_at))
 
 
-def delivery_out(item: DeliveryRecord) -> DeliveryOut:
+def delivery_out(item: DeliveryRecord, *, whole_url: bool) -> DeliveryOut:
     """One row of the log as the API's JSON (the page's view renders the same rows)."""
     return DeliveryOut(
-        id=item.id, endpoint_id=item.endpoint_id, url=item.url, message_id=item.message_id,
+        id=item.id, endpoint_id=item.endpoint_id, url=item.url if whole_url else masked_url(item.url),
+        message_id=item.message_id,
         event_type=item.event_type, status=_STATUSES.get(item.status, "failed"),
         attempts=item.attempts, last_status_code=item.last_status_code, last_error=item.last_error,
         created_at=utc(item.created_at),
