@@ -233,6 +233,14 @@ class Settings(BaseSettings):
     imaging_encoder_memory_mb: int = Field(
         768, ge=64,
         description="Memory all image encoders of the process may hold at once, MB; a larger one runs alone.")
+    provenance_labels: bool = Field(
+        True,
+        description="Label every file in XMP as AI-generated (IPTC DigitalSourceType) with its provider and model.")
+    # C2PA (pipeline/provenance.py): with both set, files made from a signed original are signed as its edits.
+    c2pa_sign_cert: Path | None = Field(
+        None, description="PEM certificate chain (signer first, then its issuers) to sign C2PA manifests with.")
+    c2pa_sign_key: Path | None = Field(
+        None, description="PEM private key of BLOGIMG_C2PA_SIGN_CERT (unencrypted; keep it readable by blogimg only).")
 
     @field_validator("cover_size", "inline_size")
     @classmethod

@@ -160,6 +160,12 @@ class FinishedImage:
     lqip: str
     dominant_color: str
     variants: tuple[StoredVariant, ...]
+    #: C2PA (pipeline/provenance.py): the provider's signed original, kept byte for byte, and what
+    #: its manifest said: "none", "valid" or "invalid", with the SDK's validation state and codes
+    original_key: str | None = None
+    original_sha256: str | None = None
+    c2pa_manifest: str = "none"
+    c2pa_detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,9 +104,21 @@ class ImageOut(BaseModel):
     error_message: str | None
     created_at: datetime
     updated_at: datetime
+    c2pa_manifest: Literal["none", "valid", "invalid"] = Field(
+        default="none", description="Whether the provider's original carried a C2PA manifest, and whether it "
+                                    "validated (signature, hashes); untrusted signers still count as valid")
+    c2pa_detail: str | None = Field(
+        default=None, description="The C2PA SDK's validation state and failure codes, e.g. "
+                                  "'Valid; signingCredential.untrusted'")
+    original_url: str | None = Field(
+        default=None, description="The provider's original, byte for byte, kept when it carried a C2PA manifest")
     missing_files: list[str] | None = Field(
         default=None, description="Storage keys this image's rows name that storage no longer holds; checked "
                                   "when one image is read (null in lists). POST .../repair makes them again.")
+    markup: str | None = Field(
+        default=None, description="Ready <picture> HTML: AVIF and WebP sources with srcset and sizes, an <img> with "
+                                  "width, height, lazy loading (eager for a cover), alt text and the LQIP as its "
+                                  "background; null until the image has succeeded")
 
 
 class ImageList(BaseModel):

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from blogimg.cli import alerts, bulk, catalogue, migrate, run
+from blogimg.cli import alerts, bulk, catalogue, export, migrate, run
 from blogimg.cli.output import print_error, set_debug
 
 DEBUG_FLAG = "--debug"
@@ -32,6 +32,7 @@ for command in (run.init, run.generate, run.worker, run.serve, catalogue.stats, 
                 run.retry, catalogue.cleanup, catalogue.providers, catalogue.rebuild_rollups, migrate.migrate_storage):
     app.command()(command)
 app.command()(alerts.alerts)  # alerts firing and their history
+app.command()(export.export)  # manifests for site generators, markup written into posts
 for bulk_command in (bulk.delete_images, bulk.remake_variants, bulk.prune_events):  # bulk actions
     app.command()(bulk_command)
 

@@ -160,7 +160,7 @@ class Catalog:
             image = await session.get(GeneratedImage, image_id)
             if image is None:
                 return None
-            keys = {key for key in (image.storage_key, image.thumbnail_key) if key}
+            keys = {key for key in (image.storage_key, image.thumbnail_key, image.original_key) if key}
             keys |= set(await session.scalars(select(ImageVariant.storage_key).where(ImageVariant.image_id == image_id)))
             await session.execute(delete(ImageVariant).where(ImageVariant.image_id == image_id))
             await session.execute(delete(GenerationAttempt).where(GenerationAttempt.image_id == image_id))
@@ -175,6 +175,7 @@ class Catalog:
         used = union_all(
             select(GeneratedImage.storage_key.label("key")).where(GeneratedImage.storage_key.in_(keys)),
             select(GeneratedImage.thumbnail_key).where(GeneratedImage.thumbnail_key.in_(keys)),
+            select(GeneratedImage.original_key).where(GeneratedImage.original_key.in_(keys)),
             select(ImageVariant.storage_key).where(ImageVariant.storage_key.in_(keys)),
         ).subquery()
         return set((await session.scalars(select(used.c.key))).all())
@@ -256,6 +257,7 @@ class Catalog:
             pairs = (await session.execute(union_all(
                 select(GeneratedImage.storage_key, GeneratedImage.id).where(GeneratedImage.storage_key.is_not(None)),
                 select(GeneratedImage.thumbnail_key, GeneratedImage.id).where(GeneratedImage.thumbnail_key.is_not(None)),
+                select(GeneratedImage.original_key, GeneratedImage.id).where(GeneratedImage.original_key.is_not(None)),
                 select(ImageVariant.storage_key, ImageVariant.image_id),
             ))).all()
         return {key: image_id for key, image_id in pairs}
@@ -265,7 +267,8 @@ class Catalog:
     async def image_files(self, image_ids: Sequence[int] | None = None) -> list[ImageFiles]:
         """The storage keys each image's rows point at (every image, or these), by id."""
         query = (select(GeneratedImage.id, GeneratedImage.status, GeneratedImage.sha256,
-                        GeneratedImage.storage_key, GeneratedImage.thumbnail_key).order_by(GeneratedImage.id))
+                        GeneratedImage.storage_key, GeneratedImage.thumbnail_key, GeneratedImage.original_key)
+                 .order_by(GeneratedImage.id))
         variants = select(ImageVariant.image_id, ImageVariant.format, ImageVariant.width, ImageVariant.storage_key)
         if image_ids is not None:
             query = query.where(GeneratedImage.id.in_(list(image_ids)))
@@ -274,8 +277,8 @@ class Catalog:
             keyed: dict[int, dict[tuple[str, int], str]] = defaultdict(dict)
             for image_id, image_format, width, key in (await session.execute(variants)).all():
                 keyed[image_id][(image_format, width)] = key
-            return [ImageFiles(image_id, status, sha256, master, thumbnail, keyed.get(image_id, {}))
-                    for image_id, status, sha256, master, thumbnail in (await session.execute(query)).all()]
+            return [ImageFiles(image_id, status, sha256, master, thumbnail, keyed.get(image_id, {}), original)
+                    for image_id, status, sha256, master, thumbnail, original in (await session.execute(query)).all()]
 
     async def image_files_after(self, after_id: int, limit: int) -> list[ImageFiles]:
         """Up to ``limit`` images with ids above ``after_id``, in id order, with their keys: a whole
@@ -323,9 +326,12 @@ class ImageFiles:
     master_key: str | None
     thumbnail_key: str | None
     variants: dict[tuple[str, int], str]  #: (format, width) → key
+    #: the provider's C2PA-signed original, kept untouched (pipeline/provenance.py); never remade
+    original_key: str | None = None
 
     def keys(self) -> set[str]:
-        return {key for key in (self.master_key, self.thumbnail_key, *self.variants.values()) if key}
+        return {key for key in (self.master_key, self.thumbnail_key, self.original_key, *self.variants.values())
+                if key}
 
 
 @dataclass(frozen=True, slots=True)

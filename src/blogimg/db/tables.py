@@ -115,6 +115,11 @@ class GeneratedImage(Timestamped, Base):
     revised_prompt: Mapped[str | None] = mapped_column(Text)
     lqip: Mapped[str | None] = mapped_column(Text)
     dominant_color: Mapped[str | None] = mapped_column(String(7))
+    #: C2PA (0013): the provider's signed original, kept untouched, and its manifest's verdict
+    original_key: Mapped[str | None] = mapped_column(String(512))
+    original_sha256: Mapped[str | None] = mapped_column(String(64))
+    c2pa_manifest: Mapped[str] = mapped_column(String(8), default="none", server_default="none")
+    c2pa_detail: Mapped[str | None] = mapped_column(Text)
     focal_x: Mapped[float | None] = mapped_column(Float)
     focal_y: Mapped[float | None] = mapped_column(Float)
     rating: Mapped[int | None] = mapped_column(Integer)

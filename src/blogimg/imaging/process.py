@@ -3,7 +3,8 @@
 Provider output is hostile input: decode.py checks its format and shape (limits.py) before
 decoding it to 8-bit sRGB (colour_profile.py). Every metadata block (EXIF with GPS, XMP, IPTC,
 comments) is dropped; an ICC profile survives only if it is a small sRGB one, since every other
-profile has been applied to the pixels already.
+profile has been applied to the pixels already. The one thing added is blogimg's own provenance
+label, an XMP packet saying how the image was made and by which provider and model (labels.py).
 
 Everything here is synchronous CPU work; the worker runs it in a thread.
 """
@@ -27,6 +28,7 @@ from blogimg.errors import ImageRejectedError
 from blogimg.imaging.colour_profile import DEFAULT_MAX_PROFILE_BYTES
 from blogimg.imaging.decode import decode, decode_reduced, first_line, sniff_format
 from blogimg.imaging.encoder_memory import DEFAULT_BUDGET_BYTES, estimate, shared_budget
+from blogimg.imaging.labels import XMP_FIELD, ProvenanceLabel, add_png_xmp, labelled
 from blogimg.imaging.limits import (
     DEFAULT_MAX_ASPECT_RATIO,
     DEFAULT_MAX_PIXELS,
@@ -40,7 +42,9 @@ if TYPE_CHECKING:
 __all__ = ["EncodedFile", "ImagingOptions", "ProcessedImage", "dominant_color", "make_thumbnail",
            "make_variants", "process_image", "safe_load", "sniff_format", "thumbnail_window"]
 
-_KEEP_ICC = pyvips.ForeignKeep.ICC
+# XMP is kept only because labelled() has replaced whatever XMP the image had with blogimg's
+# label (or removed it): nothing of the provider's survives.
+_KEEP = pyvips.ForeignKeep.ICC | pyvips.ForeignKeep.XMP
 _CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp",
                   "avif": "image/avif"}
 _EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif"}
@@ -63,6 +67,7 @@ class ImagingOptions:
     thumbnail_size: int = 300
     threads: int = 0  #: files of one image encoded at once; 0: one per core, at most 4
     encoder_memory_bytes: int = DEFAULT_BUDGET_BYTES  #: held by all encoders at once, process-wide
+    provenance_labels: bool = True  #: every file says in XMP how it was made (labels.py)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ImagingOptions:
@@ -80,6 +85,7 @@ class ImagingOptions:
             avif_quality=settings.avif_quality,
             avif_effort=settings.avif_effort,
             thumbnail_size=settings.thumbnail_size,
+            provenance_labels=settings.provenance_labels,
         )
 
     @property
@@ -140,16 +146,22 @@ def safe_load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
 
 
 def process_image(data: bytes, options: ImagingOptions = ImagingOptions(),
-                  focus: Sequence[float] | None = None) -> ProcessedImage:
+                  focus: Sequence[float] | None = None,
+                  label: ProvenanceLabel | None = None) -> ProcessedImage:
     """Make the master, variants, thumbnail, LQIP and dominant colour of one image.
 
     ``focus`` is what the thumbnail's crop must keep, in fractions (0..1) of the width and height:
     a box ``(left, top, right, bottom)`` (a provider's ``ProviderImage.focus``) or a point
     ``(x, y)`` (an image's focal point). Without it libvips' attention crop guesses.
+
+    ``label`` names the provider and model of a provider's image; without one (a stored master
+    made again) the master's own label is kept. With ``options.provenance_labels`` off, no file
+    carries any.
     """
     image, source_format = decode(data, options.limits, options.max_icc_profile_bytes)
     if image.hasalpha() and image[image.bands - 1].min() >= 255:
         image = image.flatten()  # an alpha band that is fully opaque only costs bytes
+    image = labelled(image, options.provenance_labels, label)
     has_alpha = image.hasalpha()
     # Each file is one libvips pipeline over the decoded pixels, and the encoders (libjpeg, libwebp,
     # libaom) are mostly single-threaded: encoding the files side by side uses every core for one
@@ -185,6 +197,7 @@ def make_thumbnail(data: bytes, options: ImagingOptions, focus: Sequence[float] 
     Only a reduced decode is needed (shrink-on-load), never the master's full size.
     """
     image = decode_reduced(data, options.limits, options.thumbnail_size, options.max_icc_profile_bytes)
+    image = labelled(image, options.provenance_labels)  # the master's own label
     try:
         return _encode(_thumbnail(image, options.thumbnail_size, focus), "webp", options, role="thumbnail")
     except pyvips.Error as error:
@@ -199,6 +212,7 @@ def make_variants(data: bytes, options: ImagingOptions,
     image, _ = decode(data, options.limits, options.max_icc_profile_bytes)
     if image.hasalpha() and image[image.bands - 1].min() >= 255:
         image = image.flatten()  # as process_image does, so the files match what a new image gets
+    image = labelled(image, options.provenance_labels)  # the master's own label
     if any(width > image.width for _, width in wanted):
         raise ImageRejectedError(f"a {image.width} px master has no variant wider than itself")
 
@@ -272,15 +286,17 @@ def _encoded_bytes(image: pyvips.Image, image_format: str, options: ImagingOptio
         # the quantisation table tuned for perceived quality; ~10% smaller at the same quality.
         data = flat.jpegsave_buffer(Q=options.jpeg_quality, optimize_coding=True, interlace=True,
                                     trellis_quant=True, overshoot_deringing=True,
-                                    optimize_scans=True, quant_table=3, keep=_KEEP_ICC)
+                                    optimize_scans=True, quant_table=3, keep=_KEEP)
     elif image_format == "png":
-        data = image.pngsave_buffer(compression=9, keep=_KEEP_ICC)
+        data = image.pngsave_buffer(compression=9, keep=_KEEP)
+        if image.get_typeof(XMP_FIELD):  # libvips' PNG saver writes no XMP (8.18)
+            data = add_png_xmp(data, image.get(XMP_FIELD))
     elif image_format == "webp":
         quality = 75 if role == "thumbnail" else options.webp_quality
-        data = image.webpsave_buffer(Q=quality, effort=4, smart_subsample=True, keep=_KEEP_ICC)
+        data = image.webpsave_buffer(Q=quality, effort=4, smart_subsample=True, keep=_KEEP)
     elif image_format == "avif":
         data = image.heifsave_buffer(Q=options.avif_quality, compression="av1",
-                                     effort=options.avif_effort, keep=_KEEP_ICC)
+                                     effort=options.avif_effort, keep=_KEEP)
     else:
         raise ValueError(f"unknown output format {image_format!r}")
     return data

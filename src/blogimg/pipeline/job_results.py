@@ -6,7 +6,15 @@ from collections.abc import Sequence
 
 from blogimg.db.jobs import JobContext
 from blogimg.db.posts import API_POST_SLUG
-from blogimg.domain import AttemptRecord, FinishedImage, ProviderImage, StoredVariant
+from blogimg.domain import (
+    AttemptRecord,
+    FinishedImage,
+    ImageRequest,
+    PromptKind,
+    ProviderImage,
+    Size,
+    StoredVariant,
+)
 from blogimg.errors import (
     BlogimgError,
     BudgetExceededError,
@@ -18,12 +26,14 @@ from blogimg.errors import (
 )
 from blogimg.imaging.process import ProcessedImage
 from blogimg.pipeline.alt_text import derive_alt_text
+from blogimg.pipeline.provenance import MadeImage
 
 
 def finished_image(context: JobContext, provider: str, image: ProviderImage, attempts: Sequence[AttemptRecord],
                    processed: ProcessedImage, generated_ms: int, processing_ms: int, caption: str | None,
-                   alt_text_max_chars: int) -> FinishedImage:
-    """The row a made image is saved as: its files, its cost, and its alt text (the caption's, or derived)."""
+                   alt_text_max_chars: int, made: MadeImage | None = None) -> FinishedImage:
+    """The row a made image is saved as: its files, its cost, its alt text (the caption's, or derived),
+    and its C2PA provenance (``made``: the original kept and what its manifest said)."""
     prompt, post, master = context.prompt, context.post, processed.master
     costs = [attempt.cost_usd for attempt in attempts]
     # One unknown price makes the image's total unknown: never report a guess as a fact.
@@ -42,12 +52,30 @@ def finished_image(context: JobContext, provider: str, image: ProviderImage, att
         thumbnail_key=processed.thumbnail.storage_key, alt_text=alt_text,
         revised_prompt=image.revised_prompt, lqip=processed.lqip, dominant_color=processed.dominant_color,
         variants=tuple(StoredVariant(file.format, file.width, file.height, len(file.data), file.storage_key)
-                       for file in processed.variants))
+                       for file in processed.variants),
+        original_key=made.original.storage_key if made and made.original else None,
+        original_sha256=made.original.sha256 if made and made.original else None,
+        c2pa_manifest=made.manifest.state if made else "none", c2pa_detail=made.manifest.detail if made else None)
 
 
 def image_title(context: JobContext) -> str:
     """The title an image illustrates: its post's, or its own prompt's when sent without a post."""
     return context.prompt.prompt if context.post.slug == API_POST_SLUG else context.post.title
+
+
+def image_request(context: JobContext, quality: str) -> ImageRequest:
+    """What the job asks a provider for (the job's own quality option, else ``quality``)."""
+    prompt, post = context.prompt, context.post
+    # A prompt sent to the API without a post belongs to a placeholder post whose title
+    # describes nothing: such an image is about its own prompt.
+    standalone = post.slug == API_POST_SLUG
+    return ImageRequest(
+        prompt=prompt.prompt, size=Size.parse(prompt.size),
+        quality=context.options.get("quality") or quality,
+        kind=PromptKind(prompt.kind), title=image_title(context),
+        subtitle="" if standalone else prompt.heading or prompt.alt_hint,
+        tags=() if standalone else tuple(post.tags or ()), variation=context.variation,
+    )
 
 
 def failure_code(error: BlogimgError) -> str:

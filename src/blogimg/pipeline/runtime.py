@@ -20,6 +20,7 @@ from blogimg.imaging.process import ImagingOptions
 from blogimg.pipeline.alerting import AlertEvaluator, circuit_states
 from blogimg.pipeline.budget import Budget
 from blogimg.pipeline.chain import CaptionChain, ProviderChain
+from blogimg.pipeline.provenance import Provenance
 from blogimg.pipeline.webhook_endpoints import configure_endpoints
 from blogimg.pipeline.webhook_sender import WebhookSender
 from blogimg.pipeline.worker import Worker
@@ -56,6 +57,7 @@ class Runtime:
         )
         worker.alert_loop = AlertEvaluator(self.database, settings, circuit_states(self.chain.breakers)).run
         worker.webhook_sender = WebhookSender.from_settings(settings, self.database.webhooks)
+        worker.provenance = Provenance.from_settings(settings)
         return worker
 
 

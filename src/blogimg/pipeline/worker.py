@@ -17,18 +17,14 @@ from typing import Any
 
 from blogimg import logs
 from blogimg.db.failures import connection_lost, describe
-from blogimg.db.jobs import ClaimedJob, JobContext
+from blogimg.db.jobs import ClaimedJob
 from blogimg.db.leases import lease_owner_name
 from blogimg.db.ledger import Ledger
-from blogimg.db.posts import API_POST_SLUG
 from blogimg.db.queue import JobQueue
 from blogimg.domain import (
     AttemptRecord,
     EventKind,
-    ImageRequest,
     ProgressEvent,
-    PromptKind,
-    Size,
 )
 from blogimg.errors import (
     BlogimgError,
@@ -38,16 +34,17 @@ from blogimg.errors import (
     OutOfSpaceError,
     StorageError,
 )
-from blogimg.imaging.process import ImagingOptions, ProcessedImage, process_image
+from blogimg.imaging.labels import ProvenanceLabel
+from blogimg.imaging.process import ImagingOptions, process_image
 from blogimg.pipeline import job_logs
-from blogimg.pipeline.alt_text import shorten
 from blogimg.pipeline.budget import Budget
+from blogimg.pipeline.captioning import caption_image
 from blogimg.pipeline.chain import CaptionChain, ChainSuccess, ProviderChain
 from blogimg.pipeline.circuit_reports import report_loop
 from blogimg.pipeline.job_ledger import JobLedger
-from blogimg.pipeline.job_results import failure_code, finished_image, image_title
+from blogimg.pipeline.job_results import failure_code, finished_image, image_request
+from blogimg.pipeline.provenance import Provenance
 from blogimg.pipeline.webhook_sender import WebhookSender
-from blogimg.providers.base import CaptionRequest
 from blogimg.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -113,6 +110,8 @@ class Worker:
         self.alert_loop: Callable[[], Coroutine[Any, Any, None]] | None = None
         #: The webhook outbox's sender (pipeline/webhook_sender.py); the runtime sets it.
         self.webhook_sender: WebhookSender | None = None
+        #: C2PA: keeps a signed original, signs derivatives (pipeline/provenance.py); the runtime sets it.
+        self.provenance = Provenance()
 
     def stop(self, *, immediately: bool = False) -> None:
         """Stop claiming. Jobs in flight get ``shutdown_grace`` seconds to finish (none when
@@ -289,7 +288,7 @@ class Worker:
 
         started = time.monotonic()
         ledger = JobLedger(self.ledger, job.image_id, self.owner, self.budget)
-        result = await self.chain.generate(self._request(context), on_attempt=report, ledger=ledger,
+        result = await self.chain.generate(image_request(context, self.quality), on_attempt=report, ledger=ledger,
                                            only=context.options.get("providers"))
         if not isinstance(result, ChainSuccess):
             # Rate limits alone are no reason to fail an image: back to the queue while claims are
@@ -303,51 +302,31 @@ class Worker:
         generated_ms = round((time.monotonic() - started) * 1000)
         try:
             # The provider may say where its subject is (the card knows where it set the title).
-            processed = await asyncio.to_thread(process_image, image.data, self.imaging, image.focus)
+            processed = await asyncio.to_thread(process_image, image.data, self.imaging, image.focus,
+                                                ProvenanceLabel(provider=provider, model=image.model))
         except ImageRejectedError as error:
             await self._fail(job, "image_rejected", str(error))
             return
+        made = await asyncio.to_thread(self.provenance.keep, image.data, processed)
+        processed = made.processed
         processing_ms = round((time.monotonic() - started) * 1000) - generated_ms
         try:
-            await asyncio.gather(*(
-                self.storage.put(file.storage_key, file.data, file.content_type)
-                for file in processed.files
-            ))
+            await asyncio.gather(*(self.storage.put(key, data, content_type) for key, data, content_type in made.files))
         except OutOfSpaceError:
             raise  # not this image's failure: see _run_job
         except StorageError as error:
             await self._fail(job, "storage", str(error))
             return
-        caption = await self._caption(context, processed, ledger, len(result.attempts) + 1)
+        caption = await caption_image(self.captions, context, processed, ledger, len(result.attempts) + 1,
+                                      self.alt_text_max_chars)
         finished = finished_image(context, provider, image, result.attempts, processed, generated_ms,
-                                  processing_ms, caption, self.alt_text_max_chars)
+                                  processing_ms, caption, self.alt_text_max_chars, made)
         if await self.queue.complete(job, finished):
             self._finish(job, EventKind.SUCCEEDED, provider)
         else:
             log.warning("image %s finished after its lease was lost; the new holder's result stands",
                         job.image_id)
         await ledger.settle()
-
-    async def _caption(self, context: JobContext, processed: ProcessedImage, ledger: JobLedger,
-                       first_attempt: int) -> str | None:
-        """A vision model's alt text for the stored image, or None to keep the derived one.
-
-        The call goes through the caption chain: the same retries, ledger rows and budget as an
-        image's calls. A caption is a nicety, never a reason to fail an image.
-        """
-        if self.captions is None or context.prompt.alt_hint:
-            return None  # an author's own alt text beats any model's
-        small = [f for f in processed.variants if f.format in ("webp", "jpeg")] or [processed.master]
-        image = min(small, key=lambda f: (f.width < 480, f.width))  # the smallest that is still legible
-        post = context.post
-        request = CaptionRequest(image=image.data, mime_type=image.content_type, title=post.title,
-                                 summary=post.summary or "", language=post.language or "en",
-                                 max_chars=self.alt_text_max_chars)
-        result = await self.captions.caption(request, ledger=ledger, first_attempt=first_attempt)
-        if not isinstance(result, ChainSuccess):
-            log.info("image %s keeps its derived alt text: %s: %s", context.image_id, result.code, result.error)
-            return None
-        return shorten(result.result.text, self.alt_text_max_chars)
 
     async def _give_back(self, job: ClaimedJob, why: Exception) -> None:
         """Back to the queue, the claim not counted: a full disk never counts, a lost connection
@@ -380,19 +359,6 @@ class Worker:
         self.done += 1
         job_logs.job_ended(kind is EventKind.SUCCEEDED, detail)
         self._emit(ProgressEvent(kind, image_id=job.image_id, done=self.done, detail=detail))
-
-    def _request(self, context: JobContext) -> ImageRequest:
-        prompt, post = context.prompt, context.post
-        # A prompt sent to the API without a post belongs to a placeholder post whose title
-        # describes nothing: such an image is about its own prompt.
-        standalone = post.slug == API_POST_SLUG
-        return ImageRequest(
-            prompt=prompt.prompt, size=Size.parse(prompt.size),
-            quality=context.options.get("quality") or self.quality,
-            kind=PromptKind(prompt.kind), title=image_title(context),
-            subtitle="" if standalone else prompt.heading or prompt.alt_hint,
-            tags=() if standalone else tuple(post.tags or ()), variation=context.variation,
-        )
 
     def _emit(self, event: ProgressEvent) -> None:
         if self._on_event is not None:

@@ -33,23 +33,20 @@ class PictureVariant:
 
 
 def picture_markup(variants: Iterable[PictureVariant], *, alt: str | None, lqip: str | None = None,
-                   sizes: str | None = None) -> str:
+                   sizes: str | None = None, eager: bool = False) -> str:
     """The ``<picture>`` element for these variants; "" when there are none.
 
     ``sizes`` defaults to "full width up to the largest variant"; the ``<img>``'s ``width`` and
     ``height`` are its largest variant's, so its aspect ratio is right at any rendered width.
+    ``eager`` is for a cover: it is above the fold, and lazy loading would delay the page's
+    largest paint.
     """
-    by_format: dict[str, dict[int, PictureVariant]] = {}
-    for variant in variants:
-        name = variant.format.lower()
-        if name in MEDIA_TYPES and variant.width > 0 and variant.height > 0:
-            by_format.setdefault(name, {})[variant.width] = variant  # one entry per width
-    fallback = next((name for name in FALLBACK_ORDER if name in by_format), None)
+    by_format = variants_by_format(variants)
+    fallback = fallback_format(by_format)
     if fallback is None:
         return ""
     largest = max(by_format[fallback].values(), key=lambda variant: variant.width)
-    widest = max(width for files in by_format.values() for width in files)
-    chosen_sizes = sizes or f"(max-width: {widest}px) 100vw, {widest}px"
+    chosen_sizes = sizes or default_sizes(by_format)
     lines = ["<picture>"]
     for name in SOURCE_ORDER:
         if name in by_format and name != fallback:
@@ -57,7 +54,7 @@ def picture_markup(variants: Iterable[PictureVariant], *, alt: str | None, lqip:
                          f'sizes="{_attribute(chosen_sizes)}">')
     image = [f'src="{_attribute(_url(largest.url))}"', f'srcset="{_srcset(by_format[fallback])}"',
              f'sizes="{_attribute(chosen_sizes)}"', f'width="{largest.width}"', f'height="{largest.height}"',
-             f'alt="{_attribute(alt or "")}"', 'loading="lazy"', 'decoding="async"']
+             f'alt="{_attribute(alt or "")}"', f'loading="{"eager" if eager else "lazy"}"', 'decoding="async"']
     if lqip:
         image.append(f'style="{_attribute(_background(lqip))}"')
     lines.append(f"  <img {' '.join(image)}>")
@@ -65,8 +62,34 @@ def picture_markup(variants: Iterable[PictureVariant], *, alt: str | None, lqip:
     return "\n".join(lines)
 
 
+def variants_by_format(variants: Iterable[PictureVariant]) -> dict[str, dict[int, PictureVariant]]:
+    """The usable variants by lower-case format, then by width (one entry per width)."""
+    by_format: dict[str, dict[int, PictureVariant]] = {}
+    for variant in variants:
+        name = variant.format.lower()
+        if name in MEDIA_TYPES and variant.width > 0 and variant.height > 0:
+            by_format.setdefault(name, {})[variant.width] = variant
+    return by_format
+
+
+def fallback_format(by_format: dict[str, dict[int, PictureVariant]]) -> str | None:
+    """The format of the ``<img>``: the first of :data:`FALLBACK_ORDER` present."""
+    return next((name for name in FALLBACK_ORDER if name in by_format), None)
+
+
+def default_sizes(by_format: dict[str, dict[int, PictureVariant]]) -> str:
+    """Full width up to the widest variant."""
+    widest = max(width for files in by_format.values() for width in files)
+    return f"(max-width: {widest}px) 100vw, {widest}px"
+
+
+def srcset_text(files: dict[int, PictureVariant]) -> str:
+    """``url 480w, url 768w, …`` for one format, unescaped: what a data file or template needs."""
+    return ", ".join(f"{_url(files[width].url)} {width}w" for width in sorted(files))
+
+
 def _srcset(files: dict[int, PictureVariant]) -> str:
-    return _attribute(", ".join(f"{_url(files[width].url)} {width}w" for width in sorted(files)))
+    return _attribute(srcset_text(files))
 
 
 def _url(url: str) -> str:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
 from blogimg.api.schemas import FocalPoint, ImageOut, VariantOut
 from blogimg.db.catalog import ImageWithVariants
+from blogimg.domain import PromptKind, Status
+from blogimg.imaging.c2pa_manifest import ManifestState
 from blogimg.storage.base import Storage
+from blogimg.web.picture import PictureVariant, picture_markup
 
 
 def image_out(item: ImageWithVariants, storage: Storage) -> ImageOut:
@@ -25,7 +29,20 @@ def image_out(item: ImageWithVariants, storage: Storage) -> ImageOut:
         dominant_color=image.dominant_color, revised_prompt=image.revised_prompt, focal_point=focal,
         rating=image.rating, tags=list(image.tags or []), error_code=image.error_code,
         error_message=image.error_message, created_at=utc(image.created_at), updated_at=utc(image.updated_at),
+        c2pa_manifest=cast(ManifestState, image.c2pa_manifest or "none"), c2pa_detail=image.c2pa_detail,
+        original_url=_url(storage, image.original_key),
+        markup=image_markup(item, storage),
     )
+
+
+def image_markup(item: ImageWithVariants, storage: Storage) -> str | None:
+    """The ``<picture>`` of a succeeded image (web/picture.py, as the image page shows); None otherwise."""
+    image = item.image
+    if image.status != Status.SUCCEEDED:
+        return None
+    variants = [PictureVariant(v.format, v.width, v.height, storage.url(v.storage_key)) for v in item.variants]
+    return picture_markup(variants, alt=image.alt_text, lqip=image.lqip,
+                          eager=item.kind == PromptKind.COVER) or None
 
 
 def utc(moment: datetime) -> datetime:
