@@ -241,6 +241,10 @@ class Settings(BaseSettings):
         None, description="PEM certificate chain (signer first, then its issuers) to sign C2PA manifests with.")
     c2pa_sign_key: Path | None = Field(
         None, description="PEM private key of BLOGIMG_C2PA_SIGN_CERT (unencrypted; keep it readable by blogimg only).")
+    c2pa_sign_min_width: int = Field(
+        640, ge=1,
+        description="Only the master and variants at least this wide are signed (a manifest embeds the "
+                    "provider's, ~35 KB); narrower ones stay unsigned and keep their XMP label.")
 
     @field_validator("cover_size", "inline_size")
     @classmethod

@@ -72,7 +72,8 @@ def test_write_back_twice_changes_nothing_the_second_time(site: Path, tmp_path: 
     markers = len(re.findall(r"<!-- image:", before[BOM_POST].decode("utf-8-sig")))
     assert len(re.findall(r"<!-- image:[^\n]*-->\n<!-- blogimg:image id=\d+ --><picture>", text)) == markers >= 1
     front = text.split("---")[1]
-    assert re.search(r'^image: "[^"]+\.(avif|webp|jpe?g)"$', front, re.MULTILINE), front
+    # The cover is the master (JPEG or PNG), a format every reader of front matter takes.
+    assert re.search(r'^image: "[^"]+\.(jpe?g|png)"$', front, re.MULTILINE), front
 
     # The posts still read as they did: making images from them again finds nothing to do.
     again = run_cli("generate", str(posts), data=site / "data", cwd=site, **SMALL)
@@ -116,7 +117,8 @@ def test_each_format_writes_its_generators_layout(site: Path, tmp_path: Path, ch
         made += len(images)
         assert manifest["slug"] == slug
         if images:
-            assert images[0]["kind"] == "cover" and manifest["cover"] == images[0]["src"]
+            assert images[0]["kind"] == "cover" and re.search(r"\.(jpe?g|png)$", manifest["cover"])
+            assert manifest["cover"].rsplit("/", 3)[0] == images[0]["src"].rsplit("/", 3)[0]  # same storage
             positions = [image["position"] for image in images[1:]]
             assert positions == sorted(positions)
         for image in images:
@@ -193,6 +195,10 @@ def test_the_hugo_skeleton_finds_every_field_it_uses(site: Path, tmp_path: Path)
     for template in (HUGO_SITE / "layouts").rglob("*.html"):
         name = template.relative_to(HUGO_SITE / "layouts").as_posix()
         used |= field_paths(template.read_text(), _TEMPLATE_ROOTS.get(name))
+    # Every lookup goes through the partial that follows blogimg's slug rule, not the file's bare name.
+    lookups = [line for template in (HUGO_SITE / "layouts").rglob("*.html")
+               for line in template.read_text().splitlines() if "site.Data.blogimg" in line]
+    assert lookups and all('index site.Data.blogimg (partial "blogimg-slug.html" .' in line for line in lookups)
     # The checker itself: it saw the fields the templates are about.
     assert {("images", "[]", "srcset", "avif"), ("images", "[]", "alt"), ("images", "[]", "variants", "[]", "url"),
             ("images", "[]", "sizes"), ("title",), ("cover",)} <= used
@@ -246,3 +252,91 @@ def test_the_image_json_gives_ready_markup_with_a_hostile_alt_escaped(site: Path
     assert (image["src"] or "").endswith(".webp")  # no JPEG variant: the largest WebP
     assert (image["style"] or "").startswith("background:url(data:image/")
     assert Elements(cover["markup"]).tags[2][1]["loading"] == "eager"
+
+
+# --- write-back where a post is awkward: it must never change what the post asks for ---------------
+
+AWKWARD = {
+    # Not read by the extractor: its block is the first paragraph, so the cover is never set there.
+    "toml-post.md": '+++\ntitle = "Gardens"\n+++\n\nA first paragraph about gardens.\n\n<!-- image: a garden at dawn -->\n',
+    # Inside a paragraph: a block of its own would cut the paragraph (and change the summary).
+    "mid-paragraph.md": "Intro <!-- image: a lighthouse at night --> more text.\n\n<!-- image: a dune -->\n",
+    "text-after.md": "# Text after\n\n<!-- image: a red kite --> and then words.\n",
+    "code-span.md": "# Code span\n\nUse `<!-- image: not a marker -->` or <!-- image: a real one --> here.\n",
+    "quoted.md": "# Quoted\n\n> A quote.\n>\n> <!-- image: a quiet harbour -->\n\n- item one\n\n  <!-- image: a paper boat -->\n\nLast.\n",
+    "cr-only.md": "# Carriage returns\r\rSome text.\r\r<!-- image: a windmill -->\r\rEnd.\r",
+    "author-cover.md": '---\ntitle: Author cover\nimage: "https://example.org/mine.jpg"  # my own\n---\n\n<!-- image: a fox -->\n',
+    "empty-cover.md": "---\ntitle: Empty cover\nimage:   # set by blogimg\n---\n\n<!-- image: a hare -->\n",
+}
+
+
+def test_write_back_of_awkward_posts_keeps_every_prompt(tmp_path: Path) -> None:
+    posts, data = tmp_path / "posts", tmp_path / "data"
+    posts.mkdir()
+    for name, text in AWKWARD.items():
+        (posts / name).write_bytes(text.encode())
+    made = run_cli("generate", str(posts), data=data, cwd=tmp_path, **SMALL)
+    assert made.returncode == 0, made.stdout + made.stderr
+
+    first = run_cli("export", "--write-back", str(posts), data=data, cwd=tmp_path, **SMALL)
+    assert first.returncode == 0, first.stdout + first.stderr
+    out = " ".join(first.stdout.split())  # rich wraps long lines
+    after = {name: (posts / name).read_bytes().decode() for name in AWKWARD}
+    for name in ("mid-paragraph.md", "text-after.md", "code-span.md"):
+        assert after[name] == AWKWARD[name], name
+    assert "mid-paragraph.md: line 1: the image marker is not at the start of its line" in out
+    assert "text-after.md: line 3: text follows the image marker on its line" in out
+    assert "code-span.md: line 3: the image marker is not at the start of its line" in out
+
+    toml = after["toml-post.md"]
+    assert toml.startswith(AWKWARD["toml-post.md"].split("\n\n")[0] + "\n\n") and "image =" not in toml
+    assert re.search(r"<!-- image: a garden at dawn -->\n<!-- blogimg:image id=\d+ --><picture>", toml)
+    assert "toml-post.md: TOML front matter is left alone; set its image yourself:" in out
+
+    quoted = after["quoted.md"]
+    assert re.search(r"\n> <!-- image: a quiet harbour -->\n> <!-- blogimg:image id=\d+ -->[^\n]*\n\n- item", quoted)
+    assert re.search(r"\n  <!-- image: a paper boat -->\n  <!-- blogimg:image id=\d+ -->[^\n]*\n\nLast", quoted)
+
+    crlf_free = after["cr-only.md"]
+    assert "\n" not in crlf_free and re.search(r"<!-- image: a windmill -->\r<!-- blogimg:image id=\d+ -->", crlf_free)
+    assert "cr-only.md: front matter is not read with CR line endings" in out
+
+    assert 'image: "https://example.org/mine.jpg"  # my own' in after["author-cover.md"]
+    assert "author-cover.md: front matter's image is the author's" in out
+    ours = re.search(r'^image: "(?P<url>[^"]+\.(?:jpe?g|png))"   # set by blogimg$', after["empty-cover.md"], re.MULTILINE)
+    assert ours, after["empty-cover.md"]
+
+    # A URL blogimg set before (under the storage's public address) is replaced by the current one.
+    stale = ours.group("url").rsplit("/", 1)[0] + "/stale.png"
+    (posts / "empty-cover.md").write_text(after["empty-cover.md"].replace(ours.group("url"), stale))
+    second = run_cli("export", "--write-back", str(posts), data=data, cwd=tmp_path, **SMALL)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "write-back: 1 changed" in second.stdout
+    assert {name: (posts / name).read_bytes().decode() for name in AWKWARD} == after
+
+    third = run_cli("export", "--write-back", str(posts), data=data, cwd=tmp_path, **SMALL)
+    assert "write-back: 0 changed" in third.stdout
+    # Every post still asks for what it asked for: nothing new to pay for.
+    again = run_cli("generate", str(posts), data=data, cwd=tmp_path, **SMALL)
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
+
+
+def test_export_reads_a_catalogue_past_sqlites_variable_limit(site: Path, tmp_path: Path) -> None:
+    """More succeeded images than SQLite takes bound variables (32766 by default, 250000 as Debian builds
+    it): each post is read by its id, and only each prompt's newest image."""
+    data = tmp_path / "data"
+    shutil.copytree(site / "data", data)
+    columns = [name for (name,) in query(data / "blogimg.db", "SELECT name FROM pragma_table_info('generated_images')")
+               if name not in {"id", "variation"}]
+    (image_id, prompt_id, slug), = query(data / "blogimg.db", "SELECT g.id, g.prompt_id, p.slug FROM generated_images g "
+                                         "JOIN blog_posts p ON p.id = g.post_id JOIN image_prompts r ON r.id = g.prompt_id "
+                                         "WHERE g.status = 'succeeded' AND r.kind = 'inline' LIMIT 1")
+    listed = ", ".join(columns)
+    query(data / "blogimg.db", f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 250001) "
+                               f"INSERT INTO generated_images (variation, {listed}) SELECT 1000 + i, {listed} "
+                               "FROM generated_images, n WHERE id = ?", image_id)
+    result = run_cli("export", "--format", "json", str(tmp_path / "out"), data=data, cwd=tmp_path, **SMALL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = json.loads((tmp_path / "out" / f"{slug}.json").read_text())
+    newest, = query(data / "blogimg.db", "SELECT max(id) FROM generated_images WHERE prompt_id = ?", prompt_id)
+    assert newest[0] in {image["id"] for image in manifest["images"]}  # the newest copy stands for its prompt

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pyvips
 from PIL import Image
 from sqlalchemy import select
 
@@ -25,7 +26,12 @@ from blogimg.config import Settings
 from blogimg.db.database import Database
 from blogimg.db.tables import GeneratedImage, ImageVariant
 from blogimg.domain import ImageRequest, ProviderImage
-from blogimg.imaging.labels import ALGORITHMIC_MEDIA, TRAINED_ALGORITHMIC_MEDIA, ProvenanceLabel
+from blogimg.imaging.labels import (
+    ALGORITHMIC_MEDIA,
+    TRAINED_ALGORITHMIC_MEDIA,
+    ProvenanceLabel,
+    label_from_image,
+)
 from blogimg.imaging.process import ImagingOptions, make_thumbnail, process_image
 from blogimg.pipeline.generate import generate
 from blogimg.providers.card import CardProvider
@@ -170,3 +176,44 @@ def test_the_setting_is_on_by_default_and_read_from_the_environment(monkeypatch:
     monkeypatch.setenv("BLOGIMG_PROVENANCE_LABELS", "false")
     assert Settings().provenance_labels is False
     assert ImagingOptions.from_settings(Settings()).provenance_labels is False
+
+
+def translucent_png(width: int = 200, height: int = 120) -> bytes:
+    """A PNG with real transparency: its master stays PNG."""
+    output = io.BytesIO()
+    Image.new("RGBA", (width, height), (200, 40, 40, 128)).save(output, "PNG")
+    return output.getvalue()
+
+
+def test_a_png_master_carries_exactly_one_xmp_packet(tmp_path: Path) -> None:
+    """libvips' PNG saver writes XMP too (a zTXt chunk): the master must hold only blogimg's iTXt one."""
+    tool = exiftool()
+    options = ImagingOptions(variant_widths=(64,), variant_formats=("webp",), avif_effort=0)
+    label = ProvenanceLabel(provider=PROVIDER, model=MODEL)
+    master = process_image(translucent_png(), options, label=label).master
+    assert master.format == "png"
+    path = tmp_path / "master.png"
+    path.write_bytes(master.data)
+    # -a keeps duplicates; family 4 names a second copy of a tag "Copy1" (plain -G merges them in JSON).
+    run = subprocess.run([tool, "-a", "-j", "-G0:4", str(path)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    [tags] = json.loads(run.stdout)
+    found = {name: value for name, value in tags.items() if name.endswith(":DigitalSourceType")}
+    assert found == {"XMP:DigitalSourceType": TRAINED_ALGORITHMIC_MEDIA}, found
+    assert master.data.count(b"XML:com.adobe.xmp") == 1 and b"iTXt" in master.data and b"zTXt" not in master.data
+    # The one packet is the one a master remade later reads its label from.
+    assert label_from_image(pyvips.Image.new_from_buffer(master.data, "")) == label
+
+
+def test_a_hostile_model_name_still_makes_a_label_that_reads_back(tmp_path: Path) -> None:
+    """A lone surrogate, U+FFFF and 10,000 characters: dropped and capped, never a failed image."""
+    tool = exiftool()
+    hostile = ProvenanceLabel(provider="studio\ud800", model="painter\uffff\ufffe-" + "x" * 10_000)
+    cleaned = ProvenanceLabel(provider="studio", model=("painter-" + "x" * 10_000)[:256])
+    options = ImagingOptions(variant_widths=(64,), variant_formats=("webp",), avif_effort=0)
+    processed = process_image(translucent_png(), options, label=hostile)
+    assert label_from_image(pyvips.Image.new_from_buffer(processed.master.data, "")) == cleaned
+    remade = make_thumbnail(processed.master.data, options, None)  # the label read back, written again
+    tags = read_tags({"master.png": processed.master.data, "thumbnail.webp": remade.data}, tmp_path)
+    for file_tags in tags.values():
+        assert (file_tags["XMP:Provider"], file_tags["XMP:Model"]) == (cleaned.provider, cleaned.model), tool

@@ -110,8 +110,6 @@ class ImageOut(BaseModel):
     c2pa_detail: str | None = Field(
         default=None, description="The C2PA SDK's validation state and failure codes, e.g. "
                                   "'Valid; signingCredential.untrusted'")
-    original_url: str | None = Field(
-        default=None, description="The provider's original, byte for byte, kept when it carried a C2PA manifest")
     missing_files: list[str] | None = Field(
         default=None, description="Storage keys this image's rows name that storage no longer holds; checked "
                                   "when one image is read (null in lists). POST .../repair makes them again.")
@@ -163,6 +161,8 @@ class CleanupOut(BaseModel):
     repairable: list[int] = Field(description="Succeeded images with missing files whose master is stored")
     masters_missing: list[int] = Field(description="Succeeded images whose master is gone: only a provider "
                                                    "can make them again (remake=true)")
+    originals_missing: list[int] = Field(default_factory=list, description="Images whose kept C2PA original "
+                                         "is gone from storage: it cannot be made again")
     repaired: list[int] = Field(description="Images whose missing files were made again from the master")
     remade_batch_id: int | None = Field(description="The batch that queued lost images for a provider")
 

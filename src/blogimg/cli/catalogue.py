@@ -219,6 +219,9 @@ def _print_cleanup(report: CleanupReport, *, apply: bool, grace_seconds: float, 
         console.print(f"images whose master is gone too: {len(report.masters_missing)}{_ids(report.masters_missing)}"
                       + ("; queued again:" if remade else
                          f"; only a provider can make them again (costs money): {remake_command}"), highlight=False)
+    if report.originals_missing:
+        console.print(f"images whose provider original (C2PA) is gone: {len(report.originals_missing)}"
+                      f"{_ids(report.originals_missing)}; it cannot be made again", highlight=False)
     if apply:
         console.print(f"deleted {len(report.deleted)} files older than {grace_seconds:g} s")
         if report.kept_undated:

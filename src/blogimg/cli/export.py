@@ -29,8 +29,13 @@ def export(
     def work() -> None:
         from blogimg.db.database import Database
         from blogimg.db.engine import sqlite_file
-        from blogimg.pipeline.export_files import export_format, export_manifests
-        from blogimg.pipeline.export_manifest import PostManifest, post_manifests
+        from blogimg.pipeline.export_files import ManifestExport, export_format
+        from blogimg.pipeline.export_manifest import (
+            PostManifest,
+            each_post_manifest,
+            post_manifests,
+            public_url_prefix,
+        )
         from blogimg.pipeline.export_write_back import write_back as write_posts
         from blogimg.pipeline.generate import extractor_for, find_post_files
         from blogimg.storage.factory import build_storage
@@ -47,6 +52,16 @@ def export(
                                      "or point BLOGIMG_DATABASE_URL at one")
         storage = build_storage(settings, writable=False)
 
+        url_prefix = public_url_prefix(storage)
+
+        async def export_all(target: ManifestExport) -> None:
+            database = await Database.open(settings.database_url)
+            try:
+                async for manifest in each_post_manifest(database, storage):
+                    target.add(manifest)  # written as each post is read
+            finally:
+                await database.close()
+
         async def read() -> list[PostManifest]:
             database = await Database.open(settings.database_url)
             try:
@@ -54,22 +69,26 @@ def export(
             finally:
                 await database.close()
 
-        manifests = asyncio.run(read())
         if chosen is not None:
             assert paths is not None  # checked above: exactly one
-            report = export_manifests(manifests, paths[0], chosen)
-            images = sum(len(manifest.images) for manifest in manifests)
-            console.print(f"{chosen}: {len(manifests)} posts, {images} images; {len(report.written)} files written, "
-                          f"{len(report.unchanged)} unchanged, under {escape(str(paths[0]))}", highlight=False)
+            target = ManifestExport(paths[0], chosen)
+            asyncio.run(export_all(target))
+            report = target.finish()
+            console.print(f"{chosen}: {target.posts} posts, {target.images} images; {len(report.written)} files "
+                          f"written, {len(report.unchanged)} unchanged, under {escape(str(paths[0]))}",
+                          highlight=False)
             return
+        manifests = asyncio.run(read())
         if paths:
             posts = find_post_files(paths)
         else:
             posts = [Path(manifest.source_path) for manifest in manifests
                      if manifest.source_path and Path(manifest.source_path).is_file()]
-        done = write_posts(posts, manifests, extractor_for(settings))
+        done = write_posts(posts, manifests, extractor_for(settings), url_prefix=url_prefix)
         for path in done.changed:
             console.print(f"changed  {escape(str(path))}", highlight=False)
+        for path, note in done.notes:
+            console.print(f"note     {escape(str(path))}: {escape(note)}", highlight=False)
         for path, reason in done.skipped:
             console.print(f"skipped  {escape(str(path))}: {escape(reason)}", highlight=False)
         console.print(f"write-back: {len(done.changed)} changed, {len(done.unchanged)} unchanged, "

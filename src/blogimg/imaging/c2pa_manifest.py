@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from blogimg.errors import ConfigurationError
-from blogimg.imaging.process import EncodedFile
-from blogimg.imaging.process import _run_all as run_in_encoder_pool
+from blogimg.imaging.encoder_memory import DEFAULT_BUDGET_BYTES, shared_budget
+from blogimg.imaging.process import EncodedFile, run_in_encoder_pool
 
-__all__ = ["MIME_TYPES", "DerivativeSigner", "ManifestCheck", "ManifestState", "available", "read_manifest"]
+__all__ = ["MIME_TYPES", "DerivativeSigner", "ManifestCheck", "ManifestState", "available",
+           "failure_codes", "looks_signed", "read_manifest"]
 
 log = logging.getLogger(__name__)
 ManifestState = Literal["none", "valid", "invalid"]
@@ -39,6 +40,8 @@ _SOUND_STATES = frozenset({"Valid", "Trusted"})
 #: the label of C2PA's JUMBF boxes: bytes without it carry no embedded manifest
 _JUMBF_LABEL = b"c2pa"
 _GENERATOR = {"name": "blogimg", "version": "0.1.0"}
+#: copies of the file and the original the SDK holds while signing: input, output, hashing buffers
+_SIGNING_COPIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,7 @@ def read_manifest(data: bytes, image_format: str) -> ManifestCheck:
     and one it cannot read at all; the detail says which.
     """
     if not available():
-        if _JUMBF_LABEL in data:
+        if looks_signed(data):
             return ManifestCheck("none", "not checked: c2pa-python (the provenance extra) is not installed")
         return ManifestCheck("none")
     import c2pa
@@ -90,26 +93,45 @@ def read_manifest(data: bytes, image_format: str) -> ManifestCheck:
 
 def failure_codes(results: dict[str, Any]) -> list[str]:
     """The failure codes of a store's validation results: its active manifest's and its
-    ingredients'."""
-    codes = [entry["code"] for entry in results.get("activeManifest", {}).get("failure", [])]
-    for delta in results.get("ingredientDeltas", []):
-        codes += [entry["code"] for entry in delta.get("validationDeltas", {}).get("failure", [])]
+    ingredients'. The results are the SDK's JSON of a manifest from outside: any part missing or of
+    another shape than documented is skipped, never an error."""
+    codes = _codes(_field(results, "activeManifest", dict), "failure")
+    for delta in _field(results, "ingredientDeltas", list):
+        codes += _codes(_field(delta, "validationDeltas", dict), "failure")
     return list(dict.fromkeys(codes))
+
+
+def _field(container: object, name: str, kind: type) -> Any:
+    value = container.get(name) if isinstance(container, dict) else None
+    return value if isinstance(value, kind) else kind()
+
+
+def _codes(status: dict[str, Any], name: str) -> list[str]:
+    return [entry["code"] for entry in _field(status, name, list)
+            if isinstance(entry, dict) and isinstance(entry.get("code"), str)]
+
+
+def looks_signed(data: bytes) -> bool:
+    """Whether ``data`` holds C2PA's JUMBF label: without it no manifest is embedded."""
+    return _JUMBF_LABEL in data
 
 
 class DerivativeSigner:
     """Signs files made from an original as edits of it, with one certificate chain and key."""
 
-    def __init__(self, certificate_chain: bytes, private_key: bytes) -> None:
+    def __init__(self, certificate_chain: bytes, private_key: bytes, *,
+                 memory_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
         if not available():
             raise ConfigurationError("signing C2PA manifests needs c2pa-python: "
                                      "pip install 'blogimg[provenance]'")
         self._chain = certificate_chain
         self._key = private_key
         self._algorithm = _algorithm(private_key)
+        self._memory_bytes = memory_bytes  #: the encoders' budget (encoder_memory.py), held while signing
 
     @classmethod
-    def from_files(cls, certificate_path: Path, key_path: Path) -> DerivativeSigner:
+    def from_files(cls, certificate_path: Path, key_path: Path, *,
+                   memory_bytes: int = DEFAULT_BUDGET_BYTES) -> DerivativeSigner:
         """A signer from PEM files (the leaf certificate first, then its issuers), tried once on a
         tiny image so a certificate C2PA refuses is one error at start, not one per image."""
         try:
@@ -117,7 +139,7 @@ class DerivativeSigner:
         except OSError as error:
             raise ConfigurationError(f"C2PA signing certificate or key unreadable: {error.strerror}: "
                                      f"{error.filename}") from None
-        signer = cls(chain, key)
+        signer = cls(chain, key, memory_bytes=memory_bytes)
         try:
             signer._sign_one(_probe_image(), "png", "edited", _probe_image(), "png")
         except Exception as error:  # the SDK's errors name the problem, never the key
@@ -135,9 +157,13 @@ class DerivativeSigner:
         return run_in_encoder_pool(work, 0)
 
     def _signed_or_same(self, file: EncodedFile, original: bytes, original_format: str) -> EncodedFile:
+        # The SDK holds the file, the original (its ingredient) and the signed copy in memory at
+        # once; signing runs on the encoders' pool, so it takes its share of their budget.
+        needed = _SIGNING_COPIES * (len(file.data) + len(original))
         try:
-            data = self._sign_one(file.data, file.format, "resized" if file.role == "variant" else "edited",
-                                  original, original_format)
+            with shared_budget(self._memory_bytes).reserve(needed):
+                data = self._sign_one(file.data, file.format, "resized" if file.role == "variant" else "edited",
+                                      original, original_format)
         except Exception as error:
             log.warning("a %s %s stays unsigned: %s", file.format, file.role, _one_line(str(error)))
             return file

@@ -20,8 +20,10 @@ Nothing else is carried: EXIF (GPS, camera, dates), IPTC-IIM and the provider's 
 stripped, as before; only the small sRGB profile colour_profile.py keeps survives beside it.
 
 libvips writes the ``xmp-data`` blob into JPEG, WebP and AVIF when saving with
-``keep=ForeignKeep.XMP``; its PNG saver (8.18) does not, so a PNG master gets the packet as an
-``iTXt`` chunk keyed ``XML:com.adobe.xmp``, the place the XMP specification gives it in PNG.
+``keep=ForeignKeep.XMP``. Its PNG saver (8.18) would write it as a compressed ``zTXt`` chunk, a
+place the XMP specification does not give it; so a PNG master is saved without XMP and gets its
+one packet as an ``iTXt`` chunk keyed ``XML:com.adobe.xmp``, where the specification puts it (and
+where libvips reads it back from, for label_from_image).
 
 Files remade later from a stored master (repair, refocus, new variant widths) keep the master's
 label: it is read back from the master's own packet and written afresh, never copied verbatim.
@@ -55,6 +57,9 @@ _NAMESPACES = {
 }
 #: A label packet is a few hundred bytes; a larger one in a master is not ours and is not parsed.
 _MAX_PACKET_BYTES = 16 * 1024
+#: Characters kept of a provider or model name: at most 4 UTF-8 bytes each, 6 once escaped (&quot;),
+#: and each value is written twice, so a packet stays well under _MAX_PACKET_BYTES.
+_MAX_ATTRIBUTE_CHARACTERS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +151,12 @@ def add_png_xmp(data: bytes, packet: bytes) -> bytes:
 
 
 def _attribute(value: str) -> str:
-    # XML 1.0 allows no control characters but tab, newline and carriage return; a model name
-    # has no reason to hold one, and dropping it keeps the packet well-formed.
-    printable = "".join(character for character in value if character >= " " or character in "\t\n\r")
-    return escape(printable, {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+    # XML 1.0 allows no control characters but tab, newline and carriage return, no lone surrogate
+    # (which UTF-8 cannot even encode) and neither U+FFFE nor U+FFFF; a model name has no reason to
+    # hold one, and dropping it keeps the packet encodable and well-formed. The cap keeps the packet
+    # far below what label_from_image reads back (_MAX_PACKET_BYTES) whatever a provider reports.
+    printable = "".join(character for character in value
+                        if (character >= " " or character in "\t\n\r")
+                        and not "\ud800" <= character <= "\udfff" and character not in "\ufffe\uffff")
+    return escape(printable[:_MAX_ATTRIBUTE_CHARACTERS],
+                  {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})

@@ -40,11 +40,15 @@ if TYPE_CHECKING:
     from blogimg.config import Settings
 
 __all__ = ["EncodedFile", "ImagingOptions", "ProcessedImage", "dominant_color", "make_thumbnail",
-           "make_variants", "process_image", "safe_load", "sniff_format", "thumbnail_window"]
+           "make_variants", "process_image", "run_in_encoder_pool", "safe_load", "sniff_format",
+           "thumbnail_window"]
 
 # XMP is kept only because labelled() has replaced whatever XMP the image had with blogimg's
 # label (or removed it): nothing of the provider's survives.
 _KEEP = pyvips.ForeignKeep.ICC | pyvips.ForeignKeep.XMP
+#: libvips' PNG saver (8.18) writes XMP too, as a zTXt chunk that few readers look for; a PNG gets
+#: its one packet as the iTXt chunk the XMP specification names instead (add_png_xmp), so no XMP here.
+_KEEP_PNG = pyvips.ForeignKeep.ICC
 _CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp",
                   "avif": "image/avif"}
 _EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif"}
@@ -182,7 +186,7 @@ def process_image(data: bytes, options: ImagingOptions = ImagingOptions(),
         lambda: dominant_color(image),
     ]
     try:
-        results = _run_all(work, options.threads)
+        results = run_in_encoder_pool(work, options.threads)
     except pyvips.Error as error:
         raise ImageRejectedError(f"image could not be encoded: {first_line(error)}") from None
     *variants, master, thumbnail, lqip, colour = results
@@ -223,7 +227,7 @@ def make_variants(data: bytes, options: ImagingOptions,
     work: list[Callable[[], object]] = [encoder(image_format, width)  # widest first, as process_image does
                                         for image_format, width in sorted(wanted, key=lambda pair: -pair[1])]
     try:
-        return tuple(sorted(_run_all(work, options.threads), key=lambda file: (file.width, file.format)))
+        return tuple(sorted(run_in_encoder_pool(work, options.threads), key=lambda file: (file.width, file.format)))
     except pyvips.Error as error:
         raise ImageRejectedError(f"variants could not be encoded: {first_line(error)}") from None
 
@@ -288,8 +292,8 @@ def _encoded_bytes(image: pyvips.Image, image_format: str, options: ImagingOptio
                                     trellis_quant=True, overshoot_deringing=True,
                                     optimize_scans=True, quant_table=3, keep=_KEEP)
     elif image_format == "png":
-        data = image.pngsave_buffer(compression=9, keep=_KEEP)
-        if image.get_typeof(XMP_FIELD):  # libvips' PNG saver writes no XMP (8.18)
+        data = image.pngsave_buffer(compression=9, keep=_KEEP_PNG)
+        if image.get_typeof(XMP_FIELD):  # one packet, in iTXt: see _KEEP_PNG
             data = add_png_xmp(data, image.get(XMP_FIELD))
     elif image_format == "webp":
         quality = 75 if role == "thumbnail" else options.webp_quality
@@ -302,7 +306,7 @@ def _encoded_bytes(image: pyvips.Image, image_format: str, options: ImagingOptio
     return data
 
 
-def _run_all(work: list[Callable[[], object]], threads: int) -> list:
+def run_in_encoder_pool(work: list[Callable[[], object]], threads: int) -> list:
     """Results of ``work`` in order; the first error is raised after every task has ended."""
     pool = _pool(threads or min(4, os.cpu_count() or 1))
     if pool is None:

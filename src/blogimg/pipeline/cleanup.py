@@ -7,7 +7,8 @@ time is kept unless the grace period is 0. Everything goes through the Storage p
 works alike on every backend. Rows with missing files are reported, and
 with ``repair`` the images whose master is still stored get their missing files made again
 from it (pipeline/repair.py). Images whose master is gone too are listed: making them again
-calls a provider, a decision for a person (``blogimg cleanup --remake``).
+calls a provider, a decision for a person (``blogimg cleanup --remake``). A provider's C2PA
+original that is gone is listed on its own: nothing can make it again.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from dataclasses import dataclass, field
 
 from blogimg.db.catalog import Catalog
 from blogimg.imaging.process import ImagingOptions
-from blogimg.pipeline.repair import RepairReport, master_lost, needs_files, repair_from_masters
+from blogimg.pipeline.repair import (
+    RepairReport,
+    master_lost,
+    needs_files,
+    original_lost,
+    repair_from_masters,
+)
 from blogimg.storage.base import Storage
 
 
@@ -31,6 +38,7 @@ class CleanupReport:
     kept_undated: list[str] = field(default_factory=list)  #: orphans the backend gives no age for: kept
     repairable: list[int] = field(default_factory=list)  #: succeeded, files missing, master still stored
     masters_missing: list[int] = field(default_factory=list)  #: succeeded, master gone too: remake only
+    originals_missing: list[int] = field(default_factory=list)  #: C2PA original gone: cannot be made again
     repair: RepairReport | None = None  #: what ``repair`` did, when asked
 
 
@@ -51,6 +59,7 @@ async def find_orphans(catalog: Catalog, storage: Storage, *, apply: bool = Fals
         rows_missing_files=sorted({image.image_id for image in images if image.keys() - stored_keys}),
         repairable=[image.image_id for image in missing if not master_lost(image, stored_keys)],
         masters_missing=[image.image_id for image in missing if master_lost(image, stored_keys)],
+        originals_missing=[image.image_id for image in images if original_lost(image, stored_keys)],
     )
     if repair and missing:
         report.repair = await repair_from_masters(catalog, storage, missing, stored_keys,

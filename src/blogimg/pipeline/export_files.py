@@ -3,7 +3,8 @@
 - ``json``: ``PATH/<slug>.json``, one file per post.
 - ``hugo``: data files, ``PATH/data/blogimg/<slug>.json`` (``site.Data.blogimg``): one place for
   every post whatever its layout, where page-bundle resources would need the files copied into
-  each bundle; templates look a post up with ``index site.Data.blogimg .File.ContentBaseName``.
+  each bundle; templates look a post up by blogimg's slug: front matter ``slug``, else the file's
+  name (a bundle's folder), lower-cased (see tests/fixtures/hugo_site).
 - ``jekyll``: ``PATH/_data/blogimg/<slug>.json`` (``site.data.blogimg[page.slug]``).
 - ``astro``: a data content collection, ``PATH/src/content/blogimg/<slug>.json``.
 - ``eleventy``: global data, ``PATH/_data/blogimg.json``: one object keyed by slug.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -45,19 +46,38 @@ def export_format(name: str) -> ExportFormat:
     return name  # type: ignore[return-value]  # checked against the Literal's values just above
 
 
-def export_manifests(manifests: Sequence[PostManifest], root: Path, chosen: ExportFormat) -> ExportReport:
+def export_manifests(manifests: Iterable[PostManifest], root: Path, chosen: ExportFormat) -> ExportReport:
     """Write the manifests of ``chosen`` under ``root`` (created if need be)."""
-    if root.exists() and not root.is_dir():
-        raise InputError(f"{root}: is not a directory")
-    report = ExportReport([], [])
-    if chosen == "eleventy":
-        everything = {manifest.slug: manifest.data for manifest in manifests}
-        _write(root / "_data" / "blogimg.json", everything, report)
-        return report
-    folder = root.joinpath(*_POST_FOLDERS[chosen])
+    export = ManifestExport(root, chosen)
     for manifest in manifests:
-        _write(folder / f"{_file_name(manifest.slug)}.json", manifest.data, report)
-    return report
+        export.add(manifest)
+    return export.finish()
+
+
+class ManifestExport:
+    """Writes manifests as they come, one post at a time; Eleventy's one file collects them first."""
+
+    def __init__(self, root: Path, chosen: ExportFormat) -> None:
+        if root.exists() and not root.is_dir():
+            raise InputError(f"{root}: is not a directory")
+        self.root, self.chosen = root, chosen
+        self.report = ExportReport([], [])
+        self.posts = self.images = 0
+        self._collected: dict[str, Any] = {}
+
+    def add(self, manifest: PostManifest) -> None:
+        self.posts += 1
+        self.images += len(manifest.images)
+        if self.chosen == "eleventy":
+            self._collected[manifest.slug] = manifest.data
+            return
+        folder = self.root.joinpath(*_POST_FOLDERS[self.chosen])
+        _write(folder / f"{_file_name(manifest.slug)}.json", manifest.data, self.report)
+
+    def finish(self) -> ExportReport:
+        if self.chosen == "eleventy":
+            _write(self.root / "_data" / "blogimg.json", self._collected, self.report)
+        return self.report
 
 
 def _file_name(slug: str) -> str:

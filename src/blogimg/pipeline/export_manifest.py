@@ -8,11 +8,12 @@ status page give (web/picture.py), and the pieces a template needs to build its 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from blogimg.db.database import Database
 from blogimg.db.tables import BlogPost, GeneratedImage, ImagePromptRow, ImageVariant
@@ -29,6 +30,8 @@ from blogimg.web.picture import (
 
 #: Kinds in the order a post shows them: the cover first, then the rest by position.
 _KIND_ORDER = {PromptKind.COVER.value: 0}
+#: Slugs asked for by name in one query at most; more are filtered as the posts are read.
+_MAX_BOUND = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,40 +53,69 @@ class PostManifest:
 
 async def post_manifests(database: Database, storage: Storage, slugs: Sequence[str] | None = None) -> list[PostManifest]:
     """A manifest for every post (or the posts of these slugs), ordered by slug."""
+    return [manifest async for manifest in each_post_manifest(database, storage, slugs)]
+
+
+async def each_post_manifest(database: Database, storage: Storage,
+                             slugs: Sequence[str] | None = None) -> AsyncIterator[PostManifest]:
+    """The manifests one post at a time, ordered by slug.
+
+    Each post's rows are read by its id (joins, never a list of ids as bound variables: SQLite
+    refuses more than some thousands of them), so a large catalogue is never held at once.
+    """
+    wanted = set(slugs) if slugs is not None else None
     async with database.sessions() as session:
-        query = select(BlogPost).order_by(BlogPost.slug)
-        if slugs is not None:
-            query = query.where(BlogPost.slug.in_(list(slugs)))
-        posts = list(await session.scalars(query))
-        post_ids = [post.id for post in posts]
-        prompts = list(await session.scalars(
-            select(ImagePromptRow).where(ImagePromptRow.post_id.in_(post_ids))))
-        images = list(await session.scalars(
-            select(GeneratedImage).where(GeneratedImage.post_id.in_(post_ids),
-                                         GeneratedImage.status == Status.SUCCEEDED)
-            .order_by(GeneratedImage.id)))
-        variants: dict[int, list[ImageVariant]] = {}
-        for variant in await session.scalars(
-                select(ImageVariant).where(ImageVariant.image_id.in_([image.id for image in images]))
-                .order_by(ImageVariant.format, ImageVariant.width)):
-            variants.setdefault(variant.image_id, []).append(variant)
+        query = select(BlogPost.id).order_by(BlogPost.slug)
+        if wanted is not None and len(wanted) <= _MAX_BOUND:
+            query = query.where(BlogPost.slug.in_(list(wanted)))
+        post_ids = list(await session.scalars(query))
+    for post_id in post_ids:
+        async with database.sessions() as session:
+            post = await session.get(BlogPost, post_id)
+            if post is None or (wanted is not None and post.slug not in wanted):
+                continue  # removed since the list was read, or not asked for
+            prompts = list(await session.scalars(
+                select(ImagePromptRow).where(ImagePromptRow.post_id == post_id)))
+            # Only the newest succeeded image of each prompt: older variations are never exported.
+            newest = (select(func.max(GeneratedImage.id))
+                      .where(GeneratedImage.post_id == post_id, GeneratedImage.status == Status.SUCCEEDED)
+                      .group_by(GeneratedImage.prompt_id).scalar_subquery())
+            images = list(await session.scalars(
+                select(GeneratedImage).where(GeneratedImage.id.in_(newest)).order_by(GeneratedImage.id)))
+            variants: dict[int, list[ImageVariant]] = {}
+            for variant in await session.scalars(
+                    select(ImageVariant).where(ImageVariant.image_id.in_(newest))
+                    .order_by(ImageVariant.format, ImageVariant.width)):
+                variants.setdefault(variant.image_id, []).append(variant)
+        yield _manifest(post, prompts, images, variants, storage)
+
+
+def _manifest(post: BlogPost, prompts: list[ImagePromptRow], images: list[GeneratedImage],
+              variants: dict[int, list[ImageVariant]], storage: Storage) -> PostManifest:
     newest: dict[int, GeneratedImage] = {}
     for image in images:  # by id: the last one seen per prompt is the newest
         newest[image.prompt_id] = image
-    by_post: dict[int, list[ImagePromptRow]] = {}
-    for prompt in sorted(prompts, key=lambda row: (_KIND_ORDER.get(row.kind, 1), row.position, row.id)):
-        by_post.setdefault(prompt.post_id, []).append(prompt)
-    manifests = []
-    for post in posts:
-        made = [prompt for prompt in by_post.get(post.id, []) if prompt.id in newest]
-        entries = [image_entry(prompt, newest[prompt.id], variants.get(newest[prompt.id].id, []), storage)
-                   for prompt in made]
-        wanted = len(by_post.get(post.id, []))
-        cover = next((entry for entry in entries if entry["kind"] == PromptKind.COVER.value), None)
-        data = {"slug": post.slug, "title": post.title, "cover": cover["src"] if cover else None, "images": entries}
-        manifests.append(PostManifest(post.slug, post.source_path, wanted, wanted - len(entries), data,
-                                      {prompt.fingerprint: entry for prompt, entry in zip(made, entries, strict=True)}))
-    return manifests
+    ordered = sorted(prompts, key=lambda row: (_KIND_ORDER.get(row.kind, 1), row.position, row.id))
+    made = [prompt for prompt in ordered if prompt.id in newest]
+    entries = [image_entry(prompt, newest[prompt.id], variants.get(newest[prompt.id].id, []), storage)
+               for prompt in made]
+    cover_image = next((newest[prompt.id] for prompt in made if prompt.kind == PromptKind.COVER.value), None)
+    # The master, not the largest variant: front matter and og:image want a format every reader
+    # takes, and the variants may all be AVIF or WebP.
+    cover = storage.url(cover_image.storage_key) if cover_image is not None and cover_image.storage_key else None
+    data = {"slug": post.slug, "title": post.title, "cover": cover, "images": entries}
+    return PostManifest(post.slug, post.source_path, len(prompts), len(prompts) - len(entries), data,
+                        {prompt.fingerprint: entry for prompt, entry in zip(made, entries, strict=True)})
+
+
+def public_url_prefix(storage: Storage) -> str | None:
+    """What every URL the storage gives starts with, or None when two keys share no start."""
+    try:
+        first, second = storage.url("a.png"), storage.url("b.png")
+    except Exception:  # noqa: BLE001 - a storage that cannot name a URL offline has no known prefix
+        return None
+    prefix = os.path.commonprefix([first, second])
+    return prefix if "://" in prefix or prefix.startswith("/") else None
 
 
 def image_entry(prompt: ImagePromptRow, image: GeneratedImage, variants: list[ImageVariant],

@@ -6,18 +6,28 @@ original carries one, its bytes are stored untouched under a content-addressed k
 and — with a signing certificate configured — the master and variants are signed as edits of
 it. An original without a manifest costs nothing extra: it is not stored.
 
-The thumbnail is left unsigned: a manifest holding the parent's would be larger than it.
+The thumbnail is left unsigned: a manifest holding the parent's would be larger than it. So are
+variants (and a master) narrower than ``c2pa_sign_min_width``: each signed file embeds the
+provider's manifest store as its parent ingredient, about 35 KB, more than a small variant itself.
+Unsigned files still carry their XMP label (imaging/labels.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from blogimg.imaging.c2pa_manifest import MIME_TYPES, DerivativeSigner, ManifestCheck, read_manifest
+from blogimg.imaging.c2pa_manifest import (
+    MIME_TYPES,
+    DerivativeSigner,
+    ManifestCheck,
+    looks_signed,
+    read_manifest,
+)
 from blogimg.imaging.decode import sniff_format
 from blogimg.imaging.process import EncodedFile, ProcessedImage
 
@@ -26,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["KeptOriginal", "MadeImage", "Provenance"]
 
+log = logging.getLogger(__name__)
 _EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif"}
 
 
@@ -69,8 +80,9 @@ class MadeImage:
 class Provenance:
     """Reads an original's manifest, keeps the original, signs derivatives when it can."""
 
-    def __init__(self, signer: DerivativeSigner | None = None) -> None:
+    def __init__(self, signer: DerivativeSigner | None = None, sign_min_width: int = 640) -> None:
         self.signer = signer
+        self.sign_min_width = sign_min_width  #: narrower files stay unsigned (see the module)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Provenance:
@@ -82,19 +94,38 @@ class Provenance:
             from blogimg.errors import ConfigurationError
 
             raise ConfigurationError("C2PA signing needs both BLOGIMG_C2PA_SIGN_CERT and BLOGIMG_C2PA_SIGN_KEY")
-        return cls(DerivativeSigner.from_files(certificate, key))
+        signer = DerivativeSigner.from_files(certificate, key,
+                                             memory_bytes=settings.imaging_encoder_memory_mb * 1024 * 1024)
+        return cls(signer, settings.c2pa_sign_min_width)
 
     def keep(self, data: bytes, processed: ProcessedImage) -> MadeImage:
         """The original's manifest checked, the original kept if it has one, and ``processed``'s
         master and variants signed when a signer is configured: synchronous, run in a thread,
         after process_image has accepted ``data`` as an image."""
         image_format = sniff_format(data)
-        check = read_manifest(data, image_format)
+        try:
+            check = read_manifest(data, image_format)
+        except Exception as error:  # noqa: BLE001 - the SDK parses hostile bytes; the image is paid for
+            # Whatever the manifest reader trips on, the image itself is fine: its manifest is
+            # recorded as unreadable, and the original kept if it looked signed.
+            log.warning("the C2PA manifest of an original could not be read: %s", type(error).__name__)
+            check = ManifestCheck("invalid", f"unreadable: {type(error).__name__}")
+            if not looks_signed(data):
+                return MadeImage(processed, check)
         if check.state == "none" and check.detail is None:
             return MadeImage(processed, check)
         original = KeptOriginal(image_format, data)
         if self.signer is not None and check.state == "valid":
             # An invalid original is kept and reported, but blogimg does not vouch for edits of it.
-            signed = self.signer.sign_all((processed.master, *processed.variants), data, image_format)
-            processed = dataclasses.replace(processed, master=signed[0], variants=tuple(signed[1:]))
+            processed = self._signed(processed, data, image_format)
         return MadeImage(processed, check, original)
+
+    def _signed(self, processed: ProcessedImage, original: bytes, original_format: str) -> ProcessedImage:
+        """``processed`` with its master and variants at least ``sign_min_width`` wide signed."""
+        assert self.signer is not None
+        files = (processed.master, *processed.variants)
+        wide = [index for index, file in enumerate(files) if file.width >= self.sign_min_width]
+        signed = dict(zip(wide, self.signer.sign_all([files[index] for index in wide], original, original_format),
+                          strict=True))
+        result = [signed.get(index, file) for index, file in enumerate(files)]
+        return dataclasses.replace(processed, master=result[0], variants=tuple(result[1:]))

@@ -10,6 +10,10 @@ the new keys in one transaction, fenced on the keys they held.
 An image whose master is gone too (or no longer matches its hash) can only be *remade*: queued
 again through the queue and made by a provider, which costs money — so only when asked
 (``blogimg cleanup --remake``).
+
+A provider's C2PA original (pipeline/provenance.py) is the one file nothing can make again: its
+manifest signs the provider's exact bytes. Repair never counts it as something to make; a missing
+one is reported apart (``original_lost``).
 """
 
 from __future__ import annotations
@@ -43,9 +47,19 @@ class RepairReport:
     not_repaired: dict[int, str] = field(default_factory=dict)  #: image id → why not
 
 
+def makeable_keys(image: ImageFiles) -> set[str]:
+    """The keys of ``image``'s files that can be made again: all but a kept provider original."""
+    return image.keys() - {image.original_key} if image.original_key else image.keys()
+
+
 def needs_files(images: Iterable[ImageFiles], stored: set[str]) -> list[ImageFiles]:
-    """The succeeded images with at least one file their rows name missing from ``stored``."""
-    return [image for image in images if image.status == Status.SUCCEEDED and image.keys() - stored]
+    """The succeeded images with at least one file that can be made again missing from ``stored``."""
+    return [image for image in images if image.status == Status.SUCCEEDED and makeable_keys(image) - stored]
+
+
+def original_lost(image: ImageFiles, stored: set[str]) -> bool:
+    """Whether ``image`` kept a provider's C2PA original that ``stored`` lacks: no one can make it again."""
+    return image.original_key is not None and image.original_key not in stored
 
 
 def master_lost(image: ImageFiles, stored: set[str]) -> bool:

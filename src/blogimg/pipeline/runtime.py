@@ -11,7 +11,7 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from blogimg.config import Settings
 from blogimg.db.database import Database
@@ -41,6 +41,9 @@ class Runtime:
     storage: Storage
     chain: ProviderChain | None  #: None when the runtime only serves the catalogue
     captions: CaptionChain | None  #: None unless BLOGIMG_ALT_TEXT_VISION names a captioner
+    #: C2PA keeping and signing, built once (it reads the certificate and signs a probe): every
+    #: worker of this runtime shares it
+    provenance: Provenance = field(default_factory=Provenance)
 
     def worker(self, *, on_event: EventCallback | None = None, concurrency: int | None = None) -> Worker:
         settings = self.settings
@@ -57,7 +60,7 @@ class Runtime:
         )
         worker.alert_loop = AlertEvaluator(self.database, settings, circuit_states(self.chain.breakers)).run
         worker.webhook_sender = WebhookSender.from_settings(settings, self.database.webhooks)
-        worker.provenance = Provenance.from_settings(settings)
+        worker.provenance = self.provenance
         return worker
 
 
@@ -89,15 +92,17 @@ async def open_runtime(
     """
     chain: ProviderChain | None = None
     captions: CaptionChain | None = None
+    provenance = Provenance()
     if with_providers:
         registry = registry or ProviderRegistry()
         captions = build_caption_chain(settings, captioners)
         names = list(providers or settings.providers or registry.default_order())
         try:
             chain = build_chain(settings, registry.build(names, settings))
+            # Reading the certificate and signing a probe is blocking work: off the event loop.
+            provenance = await asyncio.to_thread(Provenance.from_settings, settings)
         except BaseException:
-            if captions is not None:
-                await captions.aclose()
+            await _close(chain, captions)
             raise
     try:
         storage = storage or build_storage(settings)
@@ -112,7 +117,7 @@ async def open_runtime(
         await database.close()
         raise
     try:
-        yield Runtime(settings, database, storage, chain, captions)
+        yield Runtime(settings, database, storage, chain, captions, provenance)
     finally:
         await _close(chain, captions)
         await database.close()

@@ -30,7 +30,6 @@ def image_out(item: ImageWithVariants, storage: Storage) -> ImageOut:
         rating=image.rating, tags=list(image.tags or []), error_code=image.error_code,
         error_message=image.error_message, created_at=utc(image.created_at), updated_at=utc(image.updated_at),
         c2pa_manifest=cast(ManifestState, image.c2pa_manifest or "none"), c2pa_detail=image.c2pa_detail,
-        original_url=_url(storage, image.original_key),
         markup=image_markup(item, storage),
     )
 

@@ -107,6 +107,7 @@ async def cleanup(
     return CleanupOut(applied=report.applied, grace_seconds=report.grace_seconds,
                       files_without_rows=report.files_without_rows, rows_missing_files=report.rows_missing_files,
                       deleted=report.deleted, kept_undated=report.kept_undated, repairable=report.repairable, masters_missing=report.masters_missing,
+                      originals_missing=report.originals_missing,
                       repaired=report.repair.repaired if report.repair else [],
                       remade_batch_id=remade.batch_id if remade else None)
 
