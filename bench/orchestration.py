@@ -109,11 +109,11 @@ def write_posts(directory: Path, count: int) -> Path:
 IMAGING_CPU: list[float] = []
 
 
-def _measured_imaging(data: bytes, options: ImagingOptions, focus=None):  # type: ignore[no-untyped-def]
+def _measured_imaging(data: bytes, options: ImagingOptions, focus=None, label=None):  # type: ignore[no-untyped-def]
     """process_image, adding the CPU time it used (in its worker thread) to IMAGING_CPU[-1]."""
     started = time.thread_time()
     try:
-        return process_image(data, options, focus)
+        return process_image(data, options, focus, label)
     finally:
         IMAGING_CPU[-1] += time.thread_time() - started
 
