@@ -7,14 +7,16 @@ and the text-search checks that more than one module runs.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import insert, select
@@ -229,3 +231,31 @@ def point_gemini_at(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.setenv("GEMINI_API_KEY", google_api.API_KEY)
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", url)
     monkeypatch.setenv("GOOGLE_VERTEX_BASE_URL", url)
+
+
+def required_tool(name: str, install: str, variable: str) -> str:
+    """The path of command ``name``; without it the test skips with the reason, except where
+    ``variable`` is 1 (CI sets it), where it fails: CI can never pass by skipping."""
+    found = shutil.which(name)
+    if found is None:
+        reason = f"{name} is not installed ({install})"
+        if os.environ.get(variable) == "1":
+            pytest.fail(f"{name} is required here ({variable}=1), but {reason}")
+        pytest.skip(reason)
+    return found
+
+
+def exiftool() -> str:
+    return required_tool("exiftool", "apt-get install libimage-exiftool-perl", "BLOGIMG_TEST_REQUIRE_EXIFTOOL")
+
+
+def read_tags(files: dict[str, bytes], folder: Path) -> dict[str, dict[str, Any]]:
+    """exiftool's tags (``-j -G``: group:name) of each stored file, by storage key."""
+    paths = {}
+    for key, data in files.items():
+        path = folder / key.replace("/", "_")
+        path.write_bytes(data)
+        paths[str(path)] = key
+    run = subprocess.run([exiftool(), "-j", "-G", *paths], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return {paths[entry["SourceFile"]]: entry for entry in json.loads(run.stdout)}

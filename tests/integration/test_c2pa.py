@@ -36,8 +36,7 @@ from blogimg.storage import MemoryStorage
 from blogimg.storage.base import Storage
 from blogimg.storage.factory import build_storage
 from blogimg.testing import FakeProvider
-from tests.integration.test_provenance_labels import read_tags
-from tests.support import run_cli, write_posts
+from tests.support import read_tags, run_cli, write_posts
 
 if importlib.util.find_spec("c2pa") is None and os.environ.get("BLOGIMG_TEST_REQUIRE_C2PA") == "1":
     pytest.fail("c2pa-python is required here (BLOGIMG_TEST_REQUIRE_C2PA=1), but it is not installed "

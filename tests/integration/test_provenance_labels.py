@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -38,33 +36,11 @@ from blogimg.providers.card import CardProvider
 from blogimg.providers.registry import ProviderRegistry
 from blogimg.storage import MemoryStorage
 from blogimg.testing import FakeProvider
-from tests.support import write_posts
+from tests.support import exiftool, read_tags, write_posts
 
 PROVIDER = 'studio "A" & <co>'  # quotes, ampersand and angle brackets must be XML-escaped
 MODEL = "painter-2.1 <preview>"
 FORMATS = ["avif", "webp", "jpeg"]
-
-
-def exiftool() -> str:
-    found = shutil.which("exiftool")
-    if found is None:
-        reason = "exiftool is not installed (apt-get install libimage-exiftool-perl)"
-        if os.environ.get("BLOGIMG_TEST_REQUIRE_EXIFTOOL") == "1":
-            pytest.fail(f"exiftool is required here (BLOGIMG_TEST_REQUIRE_EXIFTOOL=1), but {reason}")
-        pytest.skip(reason)
-    return found
-
-
-def read_tags(files: dict[str, bytes], folder: Path) -> dict[str, dict[str, Any]]:
-    """exiftool's tags (``-j -G``: group:name) of each stored file, by storage key."""
-    paths = {}
-    for key, data in files.items():
-        path = folder / key.replace("/", "_")
-        path.write_bytes(data)
-        paths[str(path)] = key
-    run = subprocess.run([exiftool(), "-j", "-G", *paths], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    return {paths[entry["SourceFile"]]: entry for entry in json.loads(run.stdout)}
 
 
 def camera_photo(width: int = 640, height: int = 427) -> bytes:

@@ -6,24 +6,16 @@ skip with the reason, unless BLOGIMG_TEST_REQUIRE_PROMTOOL=1 (CI), where that is
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.support import required_tool
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        reason = "promtool is not installed (apt-get install prometheus)"
-        if os.environ.get("BLOGIMG_TEST_REQUIRE_PROMTOOL") == "1":
-            pytest.fail(f"promtool is required here (BLOGIMG_TEST_REQUIRE_PROMTOOL=1), but {reason}")
-        pytest.skip(reason)
-    return found
+    return required_tool("promtool", "apt-get install prometheus", "BLOGIMG_TEST_REQUIRE_PROMTOOL")
 
 
 def test_the_alerting_rules_are_valid() -> None:

@@ -16,8 +16,9 @@ from blogimg.config import Settings
 from blogimg.errors import ConfigurationError
 from blogimg.storage import build_storage
 from blogimg.storage.audit import AuditedStorage
+from blogimg.storage.base import storage_folder as normalized_prefix
 from blogimg.storage.cdn import CdnUrls
-from blogimg.storage.s3 import S3Storage, is_loopback, normalized_prefix
+from blogimg.storage.s3 import S3Storage, is_loopback
 
 CREDENTIALS = {"access_key_id": "unit-test-key-id", "secret_access_key": "unit-test-secret-value"}
 

@@ -103,6 +103,20 @@ def _printable(key: str) -> bool:
     return not any(unicodedata.category(character) in _UNPRINTABLE for character in key)
 
 
+def storage_folder(prefix: str) -> str:
+    """``STORAGE_PREFIX`` as a folder: ``/blog``, ``blog`` and ``blog/`` all mean ``blog/``; empty
+    means none. The folder must be a valid key itself, so it cannot climb out (``..``) or hide (``.x``)."""
+    folder = prefix.strip("/")
+    if not folder:
+        return ""
+    try:
+        validate_key(folder)
+    except InvalidKeyError:
+        raise ConfigurationError(f"BLOGIMG_STORAGE_PREFIX {prefix!r} is not a folder name: "
+                                 "use relative a/b names without '..', '.' or empty parts") from None
+    return folder + "/"
+
+
 def join_url(base: str, key: str) -> str:
     """``base`` + ``key`` with exactly one slash between (``memory://`` + key keeps its two); the
     key percent-encoded (UTF-8), its slashes kept."""

@@ -42,7 +42,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from blogimg.errors import ConfigurationError, InvalidKeyError, StorageError
-from blogimg.storage.base import StoredObject, import_sdk, validate_key
+from blogimg.storage.base import StoredObject, import_sdk, storage_folder, validate_key
 
 if TYPE_CHECKING:
     from blogimg.config import Settings
@@ -270,17 +270,6 @@ def _flag(value: Any) -> Any:
     return value
 
 
-def _folder(prefix: str) -> str:
-    folder = prefix.strip("/")
-    if not folder:
-        return ""
-    try:
-        validate_key(folder)
-    except InvalidKeyError:
-        raise ConfigurationError(f"STORAGE_PREFIX {prefix!r} is not a usable Cloudinary folder") from None
-    return encode_public_id(folder) + "/"
-
-
 def _is_key(key: str) -> bool:
     try:
         validate_key(key)
@@ -294,3 +283,9 @@ def _timestamp(created_at: object) -> float | None:
         return datetime.fromisoformat(str(created_at).replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+def _folder(prefix: str) -> str:
+    """The storage folder (storage/base.py's rule) as a Cloudinary folder of public ids."""
+    folder = storage_folder(prefix)
+    return encode_public_id(folder.rstrip("/")) + "/" if folder else ""

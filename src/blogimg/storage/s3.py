@@ -22,8 +22,15 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from blogimg.errors import ConfigurationError, InvalidKeyError, StorageError
-from blogimg.storage.base import StoredObject, import_sdk, is_valid_key, join_url, validate_key
+from blogimg.errors import ConfigurationError, StorageError
+from blogimg.storage.base import (
+    StoredObject,
+    import_sdk,
+    is_valid_key,
+    join_url,
+    storage_folder,
+    validate_key,
+)
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig, S3Store
@@ -69,7 +76,7 @@ class S3Storage:
         10 retries within 3 minutes); ``request_timeout`` bounds each request, a part of a
         multipart upload included, and ``connect_timeout`` its connecting."""
         self.bucket = checked_bucket(bucket)
-        self.prefix = normalized_prefix(prefix)
+        self.prefix = storage_folder(prefix)
         self.endpoint = checked_endpoint(endpoint) if endpoint else None
         if not _REGION.match(region):
             raise ConfigurationError(f"the S3 region {region!r} (AWS_REGION) is not a region name, e.g. eu-west-1")
@@ -219,22 +226,6 @@ def checked_bucket(bucket: str) -> str:
         raise ConfigurationError(f"BLOGIMG_STORAGE_BUCKET {bucket!r} is not a bucket name: "
                                  "3 to 255 letters, digits, dots, dashes or underscores")
     return bucket
-
-
-def normalized_prefix(prefix: str) -> str:
-    """``/blog``, ``blog`` and ``blog/`` all mean the folder ``blog/``; empty means none.
-
-    The folder must be a valid key itself, so it cannot climb out (``..``) or hide (``.x``).
-    """
-    folder = prefix.strip("/")
-    if not folder:
-        return ""
-    try:
-        validate_key(folder)
-    except InvalidKeyError:
-        raise ConfigurationError(f"BLOGIMG_STORAGE_PREFIX {prefix!r} is not a folder name: "
-                                 "use relative a/b names without '..', '.' or empty parts") from None
-    return folder + "/"
 
 
 def checked_endpoint(endpoint: str) -> str:

@@ -45,7 +45,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from blogimg.errors import ConfigurationError, StorageError
-from blogimg.storage.base import StoredObject, import_sdk, is_valid_key, join_url, validate_key
+from blogimg.storage.base import (
+    StoredObject,
+    import_sdk,
+    is_valid_key,
+    join_url,
+    storage_folder,
+    validate_key,
+)
 
 if TYPE_CHECKING:
     from blogimg.config import Settings
@@ -74,7 +81,7 @@ class VercelBlobStorage:
         self.store_id = store_of(token)
         self._token = token
         self.api_url = api_url.rstrip("/")
-        self.prefix = _normal_prefix(prefix)
+        self.prefix = storage_folder(prefix)
         self.timeout = timeout
         self._public_base_url = public_base_url
         # Vercel's own API serves from the host the store id names; any other names its own in answers.
@@ -253,15 +260,3 @@ def _origin(url: str) -> str:
     """``scheme://host[:port]`` of ``url``, lower-cased (any user part kept, so it never matches)."""
     parts = urlsplit(url)
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
-
-
-def _normal_prefix(prefix: str) -> str:
-    """``STORAGE_PREFIX`` as a folder: empty, or safe segments ending in one slash."""
-    folder = prefix.strip("/")
-    if not folder:
-        return ""
-    try:
-        validate_key(folder)
-    except StorageError:
-        raise ConfigurationError(f"STORAGE_PREFIX {prefix!r} is not a folder name like 'blog/'") from None
-    return folder + "/"
