@@ -225,7 +225,19 @@ class Settings(BaseSettings):
     jpeg_quality: int = Field(85, ge=1, le=100)
     webp_quality: int = Field(80, ge=1, le=100)
     avif_quality: int = Field(50, ge=1, le=100)
-    avif_effort: int = Field(4, ge=0, le=9, description="AVIF encoder effort; higher is slower.")
+    avif_effort: int = Field(3, ge=0, le=9, description="AVIF encoder effort; higher is slower.")
+    # Quality search (imaging/quality_search.py): per image and format, the lowest quality whose file
+    # still reaches a target SSIMULACRA2 score against the source; off, the fixed qualities above.
+    quality_search: bool = Field(
+        True, description="Choose each file's quality by a target SSIMULACRA2 score; off: the fixed *_QUALITY.")
+    jpeg_target_score: float = Field(
+        78.0, ge=30, le=100, description="SSIMULACRA2 score every JPEG file reaches (quality search).")
+    webp_target_score: float = Field(
+        72.0, ge=30, le=100, description="SSIMULACRA2 score every lossy WebP file reaches (quality search).")
+    avif_target_score: float = Field(
+        74.0, ge=30, le=100, description="SSIMULACRA2 score every AVIF file reaches (quality search).")
+    jpeg_encoder: Literal["jpegli", "mozjpeg"] = Field(
+        "jpegli", description="JPEG encoder: jpegli (smaller at equal quality) or libvips' mozjpeg.")
     thumbnail_size: int = Field(300, ge=16, le=2048)
     imaging_threads: int = Field(
         0, ge=0, le=64,

@@ -136,6 +136,11 @@ class StoredVariant:
     height: int
     bytes: int
     storage_key: str
+    #: how it was encoded (quality search): the quality chosen, its SSIMULACRA2 score against the
+    #: source at this size, and the encoder; None where not searched or not measured
+    quality: int | None = None
+    score: float | None = None
+    encoder: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +171,10 @@ class FinishedImage:
     original_sha256: str | None = None
     c2pa_manifest: str = "none"
     c2pa_detail: str | None = None
+    #: how the master was encoded, as StoredVariant's quality, score and encoder
+    master_quality: int | None = None
+    master_score: float | None = None
+    master_encoder: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

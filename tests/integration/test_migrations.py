@@ -119,6 +119,6 @@ def test_head_downgrades_to_0009_and_upgrades_again(database_url: str) -> None:
             added = {"webhook_endpoints", "webhook_deliveries", "alerts", "metric_counts", "worker_circuits"}
             assert (added <= tables) if revision == "head" else not (added & tables), revision
         with engine.connect() as connection:
-            assert connection.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0013"
+            assert connection.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0014"
     finally:
         engine.dispose()

@@ -59,12 +59,21 @@ class GenerateResponse(BaseModel):
     image_ids: list[int]
 
 
+#: How a file was encoded: a variant's fields, and the image's ``master_*`` ones.
+_QUALITY = "Encoder quality quality search chose for the file; null when lossless, not searched, or unknown"
+_SCORE = "SSIMULACRA2 score of the file against the source at its size (90: visually lossless); null if not measured"
+_ENCODER = "Encoder that wrote the file: jpegli, mozjpeg, libwebp, libwebp-lossless, libaom or libpng; null if unknown"
+
+
 class VariantOut(BaseModel):
     format: str
     width: int
     height: int
     url: str
     bytes: int
+    quality: int | None = Field(default=None, description=_QUALITY)
+    score: float | None = Field(default=None, description=_SCORE)
+    encoder: str | None = Field(default=None, description=_ENCODER)
 
 
 class FocalPoint(Strict):
@@ -110,6 +119,9 @@ class ImageOut(BaseModel):
     c2pa_detail: str | None = Field(
         default=None, description="The C2PA SDK's validation state and failure codes, e.g. "
                                   "'Valid; signingCredential.untrusted'")
+    master_quality: int | None = Field(default=None, description=_QUALITY)
+    master_score: float | None = Field(default=None, description=_SCORE)
+    master_encoder: str | None = Field(default=None, description=_ENCODER)
     missing_files: list[str] | None = Field(
         default=None, description="Storage keys this image's rows name that storage no longer holds; checked "
                                   "when one image is read (null in lists). POST .../repair makes them again.")

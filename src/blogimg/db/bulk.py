@@ -44,6 +44,9 @@ class NewVariant:
     height: int
     bytes: int
     storage_key: str
+    quality: int | None = None  #: how it was encoded (quality search); None where unknown
+    score: float | None = None
+    encoder: str | None = None
 
 
 class BulkRows:
@@ -116,7 +119,8 @@ class BulkRows:
                 select(ImageVariant.format, ImageVariant.width).where(ImageVariant.image_id == image_id))}
             new = [file for file in files if (file.format, file.width) not in have]
             session.add_all(ImageVariant(image_id=image_id, format=file.format, width=file.width, height=file.height,
-                                         bytes=file.bytes, storage_key=file.storage_key) for file in new)
+                                         bytes=file.bytes, storage_key=file.storage_key, quality=file.quality,
+                                         score=file.score, encoder=file.encoder) for file in new)
             return len(new)
 
     async def prune_events(self, before: datetime, *, chunk: int = PRUNE_CHUNK) -> int:

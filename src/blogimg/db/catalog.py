@@ -310,6 +310,7 @@ class Catalog:
                     if row is None:
                         raise _KeysChanged  # leaving the block rolls every change back
                     row.storage_key, row.height, row.bytes = remade.new_key, remade.height, remade.bytes
+                    row.quality, row.score, row.encoder = remade.quality, remade.score, remade.encoder
                 image.updated_at = utcnow()
         except _KeysChanged:
             return False
@@ -344,6 +345,9 @@ class RemadeFile:
     bytes: int
     old_key: str
     new_key: str
+    quality: int | None = None  #: how the new file was encoded (quality search); None where unknown
+    score: float | None = None
+    encoder: str | None = None
 
 
 class _KeysChanged(Exception):

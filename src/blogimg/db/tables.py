@@ -120,6 +120,10 @@ class GeneratedImage(Timestamped, Base):
     original_sha256: Mapped[str | None] = mapped_column(String(64))
     c2pa_manifest: Mapped[str] = mapped_column(String(8), default="none", server_default="none")
     c2pa_detail: Mapped[str | None] = mapped_column(Text)
+    #: how the master was encoded (0014): quality chosen, SSIMULACRA2 score, encoder; NULL = unknown
+    master_quality: Mapped[int | None] = mapped_column(Integer)
+    master_score: Mapped[float | None] = mapped_column(Float)
+    master_encoder: Mapped[str | None] = mapped_column(String(24))
     focal_x: Mapped[float | None] = mapped_column(Float)
     focal_y: Mapped[float | None] = mapped_column(Float)
     rating: Mapped[int | None] = mapped_column(Integer)
@@ -143,6 +147,10 @@ class ImageVariant(Base):
     height: Mapped[int] = mapped_column(Integer)
     bytes: Mapped[int] = mapped_column(Integer)
     storage_key: Mapped[str] = mapped_column(String(512))
+    #: how the file was encoded (0014): quality chosen, SSIMULACRA2 score, encoder; NULL = unknown
+    quality: Mapped[int | None] = mapped_column(Integer)
+    score: Mapped[float | None] = mapped_column(Float)
+    encoder: Mapped[str | None] = mapped_column(String(24))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -19,82 +19,34 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cache, cached_property, partial
 from typing import TYPE_CHECKING
 
 import pyvips
 
 from blogimg.errors import ImageRejectedError
-from blogimg.imaging.colour_profile import DEFAULT_MAX_PROFILE_BYTES
+from blogimg.imaging.choices import LOSSLESS_WEBP_EFFORT, choose, encode_with_budget, probe_width
 from blogimg.imaging.decode import decode, decode_reduced, first_line, sniff_format
-from blogimg.imaging.encoder_memory import DEFAULT_BUDGET_BYTES, estimate, shared_budget
-from blogimg.imaging.labels import XMP_FIELD, ProvenanceLabel, add_png_xmp, labelled
+from blogimg.imaging.encoders import encoder_name
+from blogimg.imaging.labels import ProvenanceLabel, labelled
 from blogimg.imaging.limits import (
     DEFAULT_MAX_ASPECT_RATIO,
     DEFAULT_MAX_PIXELS,
-    DEFAULT_MAX_VARIANT_PIXELS,
     ImageLimits,
 )
+from blogimg.imaging.options import ImagingOptions
+from blogimg.imaging.quality_search import Choice, few_colours
 
 if TYPE_CHECKING:
-    from blogimg.config import Settings
+    pass
 
 __all__ = ["EncodedFile", "ImagingOptions", "ProcessedImage", "dominant_color", "make_thumbnail",
            "make_variants", "process_image", "run_in_encoder_pool", "safe_load", "sniff_format",
            "thumbnail_window"]
 
-# XMP is kept only because labelled() has replaced whatever XMP the image had with blogimg's
-# label (or removed it): nothing of the provider's survives.
-_KEEP = pyvips.ForeignKeep.ICC | pyvips.ForeignKeep.XMP
-#: libvips' PNG saver (8.18) writes XMP too, as a zTXt chunk that few readers look for; a PNG gets
-#: its one packet as the iTXt chunk the XMP specification names instead (add_png_xmp), so no XMP here.
-_KEEP_PNG = pyvips.ForeignKeep.ICC
 _CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp",
                   "avif": "image/avif"}
 _EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif"}
-
-
-@dataclass(frozen=True, slots=True)
-class ImagingOptions:
-    """How images are encoded; built from Settings so tests can vary one thing at a time."""
-
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO  #: longest side over shortest
-    max_icc_profile_bytes: int = DEFAULT_MAX_PROFILE_BYTES  #: largest sRGB profile kept in files
-    variant_widths: tuple[int, ...] = (480, 768, 1024, 1536)
-    max_variant_pixels: int = DEFAULT_MAX_VARIANT_PIXELS  #: the largest variant; the master keeps all
-    variant_formats: tuple[str, ...] = ("avif", "webp")
-    jpeg_quality: int = 85
-    webp_quality: int = 80
-    avif_quality: int = 50
-    avif_effort: int = 4
-    thumbnail_size: int = 300
-    threads: int = 0  #: files of one image encoded at once; 0: one per core, at most 4
-    encoder_memory_bytes: int = DEFAULT_BUDGET_BYTES  #: held by all encoders at once, process-wide
-    provenance_labels: bool = True  #: every file says in XMP how it was made (labels.py)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ImagingOptions:
-        return cls(
-            threads=settings.imaging_threads,
-            encoder_memory_bytes=settings.imaging_encoder_memory_mb * 1024 * 1024,
-            max_pixels=settings.max_pixels,
-            max_aspect_ratio=settings.max_aspect_ratio,
-            max_icc_profile_bytes=settings.max_icc_profile_bytes,
-            variant_widths=tuple(sorted(set(settings.variant_widths))),
-            max_variant_pixels=settings.max_variant_pixels,
-            variant_formats=tuple(dict.fromkeys(settings.variant_formats)),
-            jpeg_quality=settings.jpeg_quality,
-            webp_quality=settings.webp_quality,
-            avif_quality=settings.avif_quality,
-            avif_effort=settings.avif_effort,
-            thumbnail_size=settings.thumbnail_size,
-            provenance_labels=settings.provenance_labels,
-        )
-
-    @property
-    def limits(self) -> ImageLimits:
-        return ImageLimits(max_pixels=self.max_pixels, max_aspect_ratio=self.max_aspect_ratio)
 
 
 @dataclass(frozen=True)
@@ -106,6 +58,9 @@ class EncodedFile:
     width: int
     height: int
     data: bytes = field(repr=False)
+    quality: int | None = None  #: the encoder quality chosen; None: lossless, or not searched
+    score: float | None = None  #: SSIMULACRA2 against the source at this size, where measured
+    encoder: str | None = None  #: "jpegli", "mozjpeg", "libwebp", "libwebp-lossless", "libaom", "libpng"
 
     @cached_property
     def sha256(self) -> str:
@@ -166,33 +121,75 @@ def process_image(data: bytes, options: ImagingOptions = ImagingOptions(),
     if image.hasalpha() and image[image.bands - 1].min() >= 255:
         image = image.flatten()  # an alpha band that is fully opaque only costs bytes
     image = labelled(image, options.provenance_labels, label)
-    has_alpha = image.hasalpha()
+    master_format = "png" if image.hasalpha() else "jpeg"
+    sized = list(_widths(image, options.variant_widths, options.max_variant_pixels))
+    searched = _searched_formats(options, master_format)
+    if searched and sized[0] is not image:
+        # The narrowest variant, resized once into memory: every trial of every search reads it.
+        sized[0] = sized[0].copy_memory()
+    probe = sized[0]
+    flat = few_colours(probe) if searched else False
     # Each file is one libvips pipeline over the decoded pixels, and the encoders (libjpeg, libwebp,
     # libaom) are mostly single-threaded: encoding the files side by side uses every core for one
     # image, where one after another leaves the others idle. libvips releases the GIL throughout.
-    # The widest variants go first: they take longest, and starting them last would leave one
-    # thread finishing alone.
-    variant_work = [
-        (lambda resized=resized, image_format=image_format: _encode(resized, image_format, options, role="variant"))
-        for resized in reversed(list(_widths(image, options.variant_widths, options.max_variant_pixels)))
-        for image_format in options.variant_formats
-    ]
-    work = [
-        *variant_work,
-        lambda: _encode(image, "png" if has_alpha else "jpeg", options, role="master"),
-        lambda: _encode(_thumbnail(image, options.thumbnail_size, focus), "webp", options,
-                        role="thumbnail"),
+    # First the searches (one per format) beside the small files; then every file at its quality.
+    first: list[Callable[[], object]] = [
+        *(partial(choose, probe, image_format, options, flat=flat) for image_format in searched),
+        lambda: _encode(_thumbnail(image, options.thumbnail_size, focus), "webp", options, role="thumbnail"),
         lambda: _lqip(image),
         lambda: dominant_color(image),
     ]
     try:
-        results = run_in_encoder_pool(work, options.threads)
+        *picked, thumbnail, lqip, colour = run_in_encoder_pool(first, options.threads)
+        choices: dict[str, Choice] = dict(zip(searched, picked, strict=True))
+        # The widest variants go first: they take longest, and starting them last would leave
+        # one thread finishing alone.
+        files = run_in_encoder_pool([
+            *((lambda resized=resized, image_format=image_format:
+               _final(resized, image_format, options, "variant", choices.get(image_format), probe))
+              for resized in reversed(sized) for image_format in options.variant_formats),
+            lambda: _final(image, master_format, options, "master", choices.get(master_format), probe),
+        ], options.threads)
     except pyvips.Error as error:
         raise ImageRejectedError(f"image could not be encoded: {first_line(error)}") from None
-    *variants, master, thumbnail, lqip, colour = results
+    *variants, master = files
     variants.sort(key=lambda file: (file.width, options.variant_formats.index(file.format)))
     return ProcessedImage(master=master, variants=tuple(variants), thumbnail=thumbnail, lqip=lqip,
                           dominant_color=colour, source_format=source_format, bytes_in=len(data))
+
+
+def _searched_formats(options: ImagingOptions, master_format: str) -> list[str]:
+    """The formats whose quality is searched: the variants' and a JPEG master's (a PNG master of an
+    image with alpha is lossless)."""
+    if not options.quality_search:
+        return []
+    return [f for f in dict.fromkeys([*options.variant_formats, master_format]) if f != "png"]
+
+
+def _final(image: pyvips.Image, image_format: str, options: ImagingOptions, role: str,
+           choice: Choice | None, probe: pyvips.Image) -> EncodedFile:
+    """One file at the quality ``choice`` found (the fixed quality without one). The probe's own
+    file is the search's last trial: kept, not encoded again."""
+    if choice is None:
+        return _encode(image, image_format, options, role=role)
+    if choice.lossless:
+        lossless_format = "png" if image_format == "jpeg" else image_format
+        if image is probe:
+            return _file(image, lossless_format, role, choice.data, None, 100.0, lossless=True, options=options)
+        data = encode_with_budget(image, lossless_format, LOSSLESS_WEBP_EFFORT, options, lossless=True)
+        return _file(image, lossless_format, role, data, None, None, lossless=True, options=options)
+    assert choice.quality is not None
+    if image is probe:
+        return _file(image, image_format, role, choice.data, choice.quality, choice.score, options=options)
+    data = encode_with_budget(image, image_format, choice.quality, options)
+    return _file(image, image_format, role, data, choice.quality, None, options=options)
+
+
+def _file(image: pyvips.Image, image_format: str, role: str, data: bytes, quality: int | None,
+          score: float | None, *, options: ImagingOptions, lossless: bool = False) -> EncodedFile:
+    return EncodedFile(role=role, format=image_format, width=image.width, height=image.height, data=data,
+                       quality=quality, score=score,
+                       encoder=encoder_name(image_format, jpeg_encoder=options.jpeg_encoder, lossless=lossless))
 
 
 def make_thumbnail(data: bytes, options: ImagingOptions, focus: Sequence[float] | None) -> EncodedFile:
@@ -220,13 +217,22 @@ def make_variants(data: bytes, options: ImagingOptions,
     if any(width > image.width for _, width in wanted):
         raise ImageRejectedError(f"a {image.width} px master has no variant wider than itself")
 
+    # The quality of each format is searched again, on the same probe width as a new image's.
+    searched = [f for f in dict.fromkeys(image_format for image_format, _ in wanted)] if options.quality_search else []
+    narrowest = probe_width(options.variant_widths, image.width)
+    probe = image if narrowest == image.width else image.resize(narrowest / image.width)
+    flat = few_colours(probe) if searched else False
+
     def encoder(image_format: str, width: int) -> Callable[[], EncodedFile]:
         resized = image if width == image.width else image.resize(width / image.width)
-        return lambda: _encode(resized, image_format, options, role="variant")
+        return lambda: _final(resized, image_format, options, "variant", choices.get(image_format), probe)
 
-    work: list[Callable[[], object]] = [encoder(image_format, width)  # widest first, as process_image does
-                                        for image_format, width in sorted(wanted, key=lambda pair: -pair[1])]
     try:
+        searches: list[Callable[[], object]] = [partial(choose, probe, image_format, options, flat=flat)
+                                                 for image_format in searched]
+        choices: dict[str, Choice] = dict(zip(searched, run_in_encoder_pool(searches, options.threads), strict=True))
+        work: list[Callable[[], object]] = [encoder(image_format, width)  # widest first, as process_image does
+                                            for image_format, width in sorted(wanted, key=lambda pair: -pair[1])]
         return tuple(sorted(run_in_encoder_pool(work, options.threads), key=lambda file: (file.width, file.format)))
     except pyvips.Error as error:
         raise ImageRejectedError(f"variants could not be encoded: {first_line(error)}") from None
@@ -276,34 +282,10 @@ def dominant_color(image: pyvips.Image) -> str:
 
 
 def _encode(image: pyvips.Image, image_format: str, options: ImagingOptions, *, role: str) -> EncodedFile:
-    needed = estimate(image_format, image.width, image.height, has_alpha=image.hasalpha())
-    with shared_budget(options.encoder_memory_bytes).reserve(needed):
-        data = _encoded_bytes(image, image_format, options, role=role)
-    return EncodedFile(role=role, format=image_format, width=image.width, height=image.height,
-                       data=data)
-
-
-def _encoded_bytes(image: pyvips.Image, image_format: str, options: ImagingOptions, *, role: str) -> bytes:
-    if image_format == "jpeg":
-        flat = image.flatten(background=[255, 255, 255]) if image.hasalpha() else image
-        # mozjpeg's settings: trellis quantisation, deringing, optimised progressive scans and
-        # the quantisation table tuned for perceived quality; ~10% smaller at the same quality.
-        data = flat.jpegsave_buffer(Q=options.jpeg_quality, optimize_coding=True, interlace=True,
-                                    trellis_quant=True, overshoot_deringing=True,
-                                    optimize_scans=True, quant_table=3, keep=_KEEP)
-    elif image_format == "png":
-        data = image.pngsave_buffer(compression=9, keep=_KEEP_PNG)
-        if image.get_typeof(XMP_FIELD):  # one packet, in iTXt: see _KEEP_PNG
-            data = add_png_xmp(data, image.get(XMP_FIELD))
-    elif image_format == "webp":
-        quality = 75 if role == "thumbnail" else options.webp_quality
-        data = image.webpsave_buffer(Q=quality, effort=4, smart_subsample=True, keep=_KEEP)
-    elif image_format == "avif":
-        data = image.heifsave_buffer(Q=options.avif_quality, compression="av1",
-                                     effort=options.avif_effort, keep=_KEEP)
-    else:
-        raise ValueError(f"unknown output format {image_format!r}")
-    return data
+    """One file at the fixed quality of its format (the thumbnail's is 75: it is never searched)."""
+    quality = 75 if role == "thumbnail" else options.fixed_quality(image_format)
+    data = encode_with_budget(image, image_format, quality, options)
+    return _file(image, image_format, role, data, None if image_format == "png" else quality, None, options=options)
 
 
 def run_in_encoder_pool(work: list[Callable[[], object]], threads: int) -> list:

@@ -24,7 +24,7 @@ from blogimg.errors import (
     ProviderError,
     StorageError,
 )
-from blogimg.imaging.process import ProcessedImage
+from blogimg.imaging.process import EncodedFile, ProcessedImage
 from blogimg.pipeline.alt_text import derive_alt_text
 from blogimg.pipeline.provenance import MadeImage
 
@@ -51,11 +51,17 @@ def finished_image(context: JobContext, provider: str, image: ProviderImage, att
         sha256=master.sha256, storage_key=master.storage_key,
         thumbnail_key=processed.thumbnail.storage_key, alt_text=alt_text,
         revised_prompt=image.revised_prompt, lqip=processed.lqip, dominant_color=processed.dominant_color,
-        variants=tuple(StoredVariant(file.format, file.width, file.height, len(file.data), file.storage_key)
-                       for file in processed.variants),
+        variants=tuple(stored_variant(file) for file in processed.variants),
         original_key=made.original.storage_key if made and made.original else None,
         original_sha256=made.original.sha256 if made and made.original else None,
-        c2pa_manifest=made.manifest.state if made else "none", c2pa_detail=made.manifest.detail if made else None)
+        c2pa_manifest=made.manifest.state if made else "none", c2pa_detail=made.manifest.detail if made else None,
+        master_quality=master.quality, master_score=master.score, master_encoder=master.encoder)
+
+
+def stored_variant(file: EncodedFile) -> StoredVariant:
+    """The catalogue's record of one stored variant file, with how it was encoded."""
+    return StoredVariant(file.format, file.width, file.height, len(file.data), file.storage_key,
+                         quality=file.quality, score=file.score, encoder=file.encoder)
 
 
 def image_title(context: JobContext) -> str:

@@ -99,7 +99,8 @@ async def _remake_one(rows: BulkRows, storage: Storage, options: ImagingOptions,
         report.skipped[image.image_id] = f"could not store its files: {error}"
         return
     added = await rows.add_variants(image.image_id, image.master_key, [
-        NewVariant(file.format, file.width, file.height, len(file.data), file.storage_key) for file in files])
+        NewVariant(file.format, file.width, file.height, len(file.data), file.storage_key,
+                   quality=file.quality, score=file.score, encoder=file.encoder) for file in files])
     if not added:
         report.skipped[image.image_id] = "it changed while its variants were made (requeued, remade or deleted)"
         return

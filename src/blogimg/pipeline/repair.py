@@ -117,7 +117,8 @@ async def _repair_one(catalog: Catalog, storage: Storage, image: ImageFiles, sto
     variants: list[RemadeFile] = []
     for old, file in wanted:
         if file.storage_key != old:  # a lossy master: the same settings, slightly different bytes
-            remade = RemadeFile(file.format, file.width, file.height, len(file.data), old, file.storage_key)
+            remade = RemadeFile(file.format, file.width, file.height, len(file.data), old, file.storage_key,
+                                quality=file.quality, score=file.score, encoder=file.encoder)
             if file is processed.thumbnail:
                 thumbnail = remade
             else:

@@ -43,6 +43,8 @@ class VariantRow:
     url: str
     saved_bytes: int | None  #: negative when the file is larger than the original
     saved_percent: float | None
+    encoding: str | None = None  #: "q 62 · 74.3", "lossless" …; None when not known (encoding_label)
+    encoder: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,20 @@ class ImageView:
     def failed(self) -> bool:
         return bool(self.item.image.status == Status.FAILED)
 
+    @property
+    def master_encoding(self) -> str | None:
+        image = self.item.image
+        return encoding_label(image.master_quality, image.master_score, image.master_encoder)
+
+
+def encoding_label(quality: int | None, score: float | None, encoder: str | None) -> str | None:
+    """How a file was encoded, in short: "q 62 · 74.3" (quality chosen, SSIMULACRA2 score), "lossless",
+    or None when nothing is known (files made before quality search was recorded)."""
+    if encoder is not None and (encoder.endswith("-lossless") or encoder == "libpng"):  # PNG has no lossy mode
+        return "lossless"
+    parts = ([f"q {quality}"] if quality is not None else []) + ([f"{score:.1f}"] if score is not None else [])
+    return " · ".join(parts) or None
+
 
 def variant_rows(item: ImageWithVariants, storage: Storage) -> list[VariantRow]:
     """The image's files by format, then width, each with its saving against the original."""
@@ -78,7 +94,8 @@ def variant_rows(item: ImageWithVariants, storage: Storage) -> list[VariantRow]:
         saved = original - variant.bytes if original else None
         rows.append(VariantRow(variant.format, variant.width, variant.height, variant.bytes,
                                storage.url(variant.storage_key), saved,
-                               100.0 * saved / original if saved is not None and original else None))
+                               100.0 * saved / original if saved is not None and original else None,
+                               encoding_label(variant.quality, variant.score, variant.encoder), variant.encoder))
     return rows
 
 

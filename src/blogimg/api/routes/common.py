@@ -22,7 +22,8 @@ def image_out(item: ImageWithVariants, storage: Storage) -> ImageOut:
         prompt=item.prompt, kind=item.kind, position=item.position,
         url=_url(storage, image.storage_key), thumbnail_url=_url(storage, image.thumbnail_key),
         variants=[VariantOut(format=v.format, width=v.width, height=v.height, url=storage.url(v.storage_key),
-                             bytes=v.bytes) for v in item.variants],
+                             bytes=v.bytes, quality=v.quality, score=v.score, encoder=v.encoder)
+                  for v in item.variants],
         alt_text=image.alt_text, provider=image.provider, model=image.model, cost_usd=image.cost_usd,
         latency_ms=image.latency_ms, width=image.width, height=image.height, format=image.format,
         bytes_original=image.bytes_original, bytes_stored=image.bytes_stored, lqip=image.lqip,
@@ -30,6 +31,7 @@ def image_out(item: ImageWithVariants, storage: Storage) -> ImageOut:
         rating=image.rating, tags=list(image.tags or []), error_code=image.error_code,
         error_message=image.error_message, created_at=utc(image.created_at), updated_at=utc(image.updated_at),
         c2pa_manifest=cast(ManifestState, image.c2pa_manifest or "none"), c2pa_detail=image.c2pa_detail,
+        master_quality=image.master_quality, master_score=image.master_score, master_encoder=image.master_encoder,
         markup=image_markup(item, storage),
     )
 

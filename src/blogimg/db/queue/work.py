@@ -122,7 +122,8 @@ class Working(QueueBase):
                 return attempt > 1 and await ended_as(session, job, Status.SUCCEEDED, storage_key=image.storage_key)
             await self._changed(session, changed, Status.SUCCEEDED)
             session.add_all(ImageVariant(image_id=job.image_id, format=variant.format, width=variant.width,
-                                         height=variant.height, bytes=variant.bytes, storage_key=variant.storage_key)
+                                         height=variant.height, bytes=variant.bytes, storage_key=variant.storage_key,
+                                         quality=variant.quality, score=variant.score, encoder=variant.encoder)
                             for variant in image.variants)
         return True
 

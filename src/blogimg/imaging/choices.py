@@ -1,0 +1,52 @@
+"""Which quality each format of one image gets: the search of quality_search.py, run on the probe
+(the image at its narrowest variant width) with blogimg's encoders and memory budget."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pyvips
+
+from blogimg.imaging.encoder_memory import estimate, shared_budget
+from blogimg.imaging.encoders import encode_bytes
+from blogimg.imaging.quality_search import Choice, search_quality
+
+if TYPE_CHECKING:
+    from blogimg.imaging.options import ImagingOptions
+
+__all__ = ["LOSSLESS_WEBP_EFFORT", "choose", "encode_with_budget", "probe_width"]
+
+#: libwebp's lossless "quality" is effort spent compressing, not fidelity: the pixels are exact.
+LOSSLESS_WEBP_EFFORT = 75
+
+
+def probe_width(variant_widths: tuple[int, ...], image_width: int) -> int:
+    """The width the search's trials are made at: the narrowest variant, never above the image."""
+    return min([*variant_widths, image_width])
+
+
+def encode_with_budget(image: pyvips.Image, image_format: str, quality: int, options: ImagingOptions, *,
+                       lossless: bool = False) -> bytes:
+    """``encode_bytes`` within the process-wide encoder memory budget (encoder_memory.py)."""
+    needed = estimate(image_format, image.width, image.height, has_alpha=image.hasalpha(), quality=quality)
+    with shared_budget(options.encoder_memory_bytes).reserve(needed):
+        return encode_bytes(image, image_format, quality, jpeg_encoder=options.jpeg_encoder,
+                            avif_effort=options.avif_effort, lossless=lossless)
+
+
+def choose(probe: pyvips.Image, image_format: str, options: ImagingOptions, *, flat: bool) -> Choice:
+    """The search's choice for ``image_format`` (jpeg: the master) of the image ``probe`` shows.
+
+    ``flat`` (quality_search.few_colours of the probe) weighs a lossless file too: WebP lossless
+    for WebP, PNG for a JPEG master. AVIF has no lossless mode worth its bytes here."""
+    def lossy(quality: int) -> bytes:
+        return encode_with_budget(probe, image_format, quality, options)
+
+    lossless = None
+    if flat and image_format == "webp":
+        def lossless() -> bytes:
+            return encode_with_budget(probe, "webp", LOSSLESS_WEBP_EFFORT, options, lossless=True)
+    elif flat and image_format == "jpeg":
+        def lossless() -> bytes:
+            return encode_with_budget(probe, "png", 100, options)
+    return search_quality(probe, image_format, options.target_score(image_format), lossy, lossless=lossless)

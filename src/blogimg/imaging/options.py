@@ -1,0 +1,83 @@
+"""How images are encoded: one value object built from Settings, so tests can vary one thing at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from blogimg.imaging.colour_profile import DEFAULT_MAX_PROFILE_BYTES
+from blogimg.imaging.encoder_memory import DEFAULT_BUDGET_BYTES
+from blogimg.imaging.limits import (
+    DEFAULT_MAX_ASPECT_RATIO,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_VARIANT_PIXELS,
+    ImageLimits,
+)
+
+if TYPE_CHECKING:
+    from blogimg.config import Settings
+
+__all__ = ["ImagingOptions"]
+
+
+@dataclass(frozen=True, slots=True)
+class ImagingOptions:
+    """How images are encoded; built from Settings so tests can vary one thing at a time."""
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO  #: longest side over shortest
+    max_icc_profile_bytes: int = DEFAULT_MAX_PROFILE_BYTES  #: largest sRGB profile kept in files
+    variant_widths: tuple[int, ...] = (480, 768, 1024, 1536)
+    max_variant_pixels: int = DEFAULT_MAX_VARIANT_PIXELS  #: the largest variant; the master keeps all
+    variant_formats: tuple[str, ...] = ("avif", "webp")
+    jpeg_quality: int = 85
+    webp_quality: int = 80
+    avif_quality: int = 50
+    avif_effort: int = 3
+    #: each image's quality chosen per format to reach these SSIMULACRA2 scores (quality_search.py);
+    #: off: the fixed qualities above
+    quality_search: bool = True
+    jpeg_target_score: float = 78.0
+    webp_target_score: float = 72.0
+    avif_target_score: float = 74.0
+    jpeg_encoder: str = "jpegli"  #: or "mozjpeg" (encoders.py)
+    thumbnail_size: int = 300
+    threads: int = 0  #: files of one image encoded at once; 0: one per core, at most 4
+    encoder_memory_bytes: int = DEFAULT_BUDGET_BYTES  #: held by all encoders at once, process-wide
+    provenance_labels: bool = True  #: every file says in XMP how it was made (labels.py)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImagingOptions:
+        return cls(
+            threads=settings.imaging_threads,
+            encoder_memory_bytes=settings.imaging_encoder_memory_mb * 1024 * 1024,
+            max_pixels=settings.max_pixels,
+            max_aspect_ratio=settings.max_aspect_ratio,
+            max_icc_profile_bytes=settings.max_icc_profile_bytes,
+            variant_widths=tuple(sorted(set(settings.variant_widths))),
+            max_variant_pixels=settings.max_variant_pixels,
+            variant_formats=tuple(dict.fromkeys(settings.variant_formats)),
+            jpeg_quality=settings.jpeg_quality,
+            webp_quality=settings.webp_quality,
+            avif_quality=settings.avif_quality,
+            avif_effort=settings.avif_effort,
+            quality_search=settings.quality_search,
+            jpeg_target_score=settings.jpeg_target_score,
+            webp_target_score=settings.webp_target_score,
+            avif_target_score=settings.avif_target_score,
+            jpeg_encoder=settings.jpeg_encoder,
+            thumbnail_size=settings.thumbnail_size,
+            provenance_labels=settings.provenance_labels,
+        )
+
+    @property
+    def limits(self) -> ImageLimits:
+        return ImageLimits(max_pixels=self.max_pixels, max_aspect_ratio=self.max_aspect_ratio)
+
+    def fixed_quality(self, image_format: str) -> int:
+        """The quality used without a search (and for the thumbnail, which is never searched)."""
+        return {"jpeg": self.jpeg_quality, "webp": self.webp_quality, "avif": self.avif_quality}.get(image_format, 100)
+
+    def target_score(self, image_format: str) -> float:
+        return {"jpeg": self.jpeg_target_score, "avif": self.avif_target_score}.get(image_format,
+                                                                                      self.webp_target_score)

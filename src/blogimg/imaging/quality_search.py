@@ -1,0 +1,172 @@
+"""Per-image quality: the lowest encoder quality whose file reaches a target perceptual score.
+
+A fixed quality over-serves smooth images (a gradient is near-perfect at any quality) and
+under-serves detailed ones (fine texture falls apart at the same setting). Searching each image's
+quality against SSIMULACRA2 (perceptual.py) gives every image the same look for the fewest bytes,
+as Cloudinary's ``q_auto`` does, in the open.
+
+What one search costs, and how it is kept small:
+
+- Trials run on a *probe*: the image at the narrowest variant width (480 px by default), resized
+  once and reused by every trial. The score at a wider size follows the probe's: at one quality a
+  wider file scores the same or higher (measured on the benchmark corpus: +1 to +4 points from
+  480 to 1536 px), because the same detail spreads over more pixels. So the quality that reaches
+  the target on the probe reaches it at every width, and the probe's own file is the 480-px
+  variant itself: its trial bytes are kept, not encoded again.
+- The first guess comes from the target (a line fitted per format on the corpus), the next from
+  the slope between the last two trials (secant), never outside the bracket found so far; the
+  search ends as soon as a passing trial is within ``CLOSE_ENOUGH`` of the target or the bracket is
+  ``STEP`` qualities wide. Typical: two or three trials.
+- Flat art (few colours) also tries the lossless file the format allows (WebP lossless, PNG for
+  the master) and keeps it when it is smaller than the lossy one at the target: a perfect score
+  for fewer bytes.
+
+The search is a pure function of the image and the settings, so the same image always gets the
+same files and so the same content-addressed keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyvips
+
+from blogimg.imaging.perceptual import ssimulacra2
+
+__all__ = ["CLOSE_ENOUGH", "Choice", "MAX_TRIALS", "few_colours", "first_guess", "score_file", "search_quality"]
+
+MAX_TRIALS = 5
+CLOSE_ENOUGH = 1.0  #: a passing trial this close to the target ends the search
+STEP = 2  #: qualities: a bracket this narrow ends the search
+LOWEST, HIGHEST = 10, 98
+#: Score points per quality step assumed before two trials measure it (the benchmark corpus's
+#: median between qualities 55 and 85, all three formats).
+_SLOPE = 0.45
+_SLOPES = (0.08, 3.0)  #: a measured slope is kept within these, so one odd trial cannot fling the next
+#: first guess = intercept + per_point × target: the quality that reaches the target on the median
+#: image of the benchmark corpus, for each format.
+_FIRST_GUESS = {"jpeg": (-68.0, 1.85), "webp": (-66.0, 1.95), "avif": (-70.0, 1.65)}
+FLAT_COLOURS = 256  #: at most this many distinct colours in the probe: flat art, try lossless
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """What the search chose for one format of one image."""
+
+    quality: int | None  #: None: lossless
+    score: float  #: SSIMULACRA2 of the probe's file at that quality (100.0 for lossless)
+    data: bytes  #: the probe's file at that quality
+    trials: int  #: encodes scored, lossless candidate included
+
+    @property
+    def lossless(self) -> bool:
+        return self.quality is None
+
+
+def first_guess(image_format: str, target: float) -> int:
+    intercept, per_point = _FIRST_GUESS.get(image_format, _FIRST_GUESS["webp"])
+    return _clamp(round(intercept + per_point * target), LOWEST, HIGHEST)
+
+
+def score_file(reference: pyvips.Image, data: bytes) -> float:
+    """SSIMULACRA2 of the encoded ``data`` against ``reference``, the pixels it was made from."""
+    decoded = pyvips.Image.new_from_buffer(data, "")
+    if decoded.interpretation not in ("srgb", "b-w") or decoded.format != "uchar":
+        decoded = decoded.colourspace("srgb").cast("uchar")
+    if not decoded.hasalpha() and reference.hasalpha():  # a JPEG of an image with alpha
+        reference = reference.flatten(background=[255, 255, 255])
+    if decoded.bands != reference.bands:
+        decoded = decoded.colourspace("srgb")
+    return ssimulacra2(reference, decoded)
+
+
+def search_quality(probe: pyvips.Image, image_format: str, target: float, encode: Callable[[int], bytes],
+                   *, lossless: Callable[[], bytes] | None = None) -> Choice:
+    """The lowest quality (within ``STEP``) at which ``encode(quality)`` of ``probe`` scores at
+    least ``target``; the highest quality's file when none does. ``lossless``, when given (flat
+    art), makes the exact file to weigh against it."""
+    tried: dict[int, tuple[float, bytes]] = {}
+    passed: int | None = None  # lowest quality known to reach the target
+    failed: int | None = None  # highest quality known to miss it
+    quality = first_guess(image_format, target)
+    while len(tried) < MAX_TRIALS:
+        data = encode(quality)
+        score = score_file(probe, data)
+        tried[quality] = (score, data)
+        if score >= target:
+            passed = quality if passed is None else min(passed, quality)
+            if score - target <= CLOSE_ENOUGH:
+                break
+        else:
+            failed = quality if failed is None else max(failed, quality)
+        if passed is not None and failed is not None and passed - failed <= STEP:
+            break
+        if passed == LOWEST or failed == HIGHEST:
+            break
+        following = _next_quality(tried, quality, target, passed, failed)
+        if following is None:
+            break
+        quality = following
+    if passed is None:  # even the best quality tried misses: keep the best there is
+        if failed != HIGHEST and HIGHEST not in tried:
+            data = encode(HIGHEST)
+            tried[HIGHEST] = (score_file(probe, data), data)
+        best = max(tried)
+        choice = Choice(best, tried[best][0], tried[best][1], len(tried))
+    else:
+        choice = Choice(passed, tried[passed][0], tried[passed][1], len(tried))
+    if lossless is not None:
+        exact = lossless()
+        if len(exact) < len(choice.data):
+            return Choice(None, 100.0, exact, choice.trials + 1)
+        return Choice(choice.quality, choice.score, choice.data, choice.trials + 1)
+    return choice
+
+
+def few_colours(image: pyvips.Image, limit: int = FLAT_COLOURS) -> bool:
+    """Whether ``image`` (8-bit) has at most ``limit`` distinct colours: flat art, such as a chart,
+    a diagram or a logo, that a lossless file may hold in fewer bytes than a lossy one."""
+    if image.format != "uchar":
+        return False
+    # A flat image's sketch has few colours too; most photographs are ruled out here cheaply.
+    sketch = image.thumbnail_image(64) if image.width > 64 else image
+    if _distinct(sketch.write_to_memory(), sketch.bands, limit) > limit:
+        return False
+    return _distinct(image.write_to_memory(), image.bands, limit) <= limit
+
+
+def _distinct(pixels: bytes, bands: int, limit: int) -> int:
+    seen: set[bytes] = set()
+    view = memoryview(pixels)
+    for start in range(0, len(pixels), bands):
+        seen.add(bytes(view[start : start + bands]))
+        if len(seen) > limit:
+            break
+    return len(seen)
+
+
+def _next_quality(tried: dict[int, tuple[float, bytes]], quality: int, target: float,
+                  passed: int | None, failed: int | None) -> int | None:
+    score = tried[quality][0]
+    slope = _SLOPE
+    others = [q for q in tried if q != quality]
+    if others:  # the secant through this trial and the nearest other one
+        nearest = min(others, key=lambda q: abs(q - quality))
+        measured = (score - tried[nearest][0]) / (quality - nearest)
+        slope = min(_SLOPES[1], max(_SLOPES[0], measured)) if measured > 0 else _SLOPE
+    # Aim a little above the target: a trial that just passes ends the search; one that just
+    # misses costs another.
+    wanted = quality + (target + CLOSE_ENOUGH / 2 - score) / slope
+    low = (failed + 1) if failed is not None else LOWEST
+    high = (passed - 1) if passed is not None else HIGHEST
+    following = _clamp(round(wanted), low, high)
+    if following in tried:  # the line points back at a trial already made: bisect instead
+        following = (low + high) // 2
+    if following in tried:
+        return next((q for q in range(low, high + 1) if q not in tried), None)
+    return following
+
+
+def _clamp(value: float, low: int, high: int) -> int:
+    return int(min(high, max(low, value)))

@@ -1,0 +1,119 @@
+"""The per-image quality search (imaging/quality_search.py, choices.py) with the real encoders and
+the real metric: what it chooses reaches the target, one step less would not, flat art goes
+lossless when that is smaller, and the same image always gets the same files."""
+
+from __future__ import annotations
+
+import pytest
+import pyvips
+
+from blogimg.imaging.choices import choose
+from blogimg.imaging.encoders import add_jpeg_xmp, encode_bytes
+from blogimg.imaging.options import ImagingOptions
+from blogimg.imaging.process import process_image
+from blogimg.imaging.quality_search import LOWEST, STEP, few_colours, score_file
+
+OPTIONS = ImagingOptions(variant_widths=(160, 320), threads=1, avif_effort=0)
+
+
+def photo_like(width: int, height: int) -> pyvips.Image:
+    """A real photograph (scikit-image's astronaut), scaled to cover ``width``×``height``."""
+    from skimage import data
+
+    image = pyvips.Image.new_from_array(data.astronaut()).copy(interpretation="srgb")
+    image = image.resize(max(width / image.width, height / image.height))
+    return image.crop(0, 0, width, height).cast("uchar").copy_memory()
+
+
+def flat_art(width: int, height: int) -> pyvips.Image:
+    """A diagram: a few boxes of flat colour with hard edges, as a chart or a logo has."""
+    image = pyvips.Image.black(width, height, bands=3) + [245, 245, 240]
+    for index, colour in enumerate(([200, 40, 40], [30, 90, 200], [20, 150, 80], [240, 180, 20])):
+        box = pyvips.Image.black(width // 5, height // 2, bands=3) + colour
+        image = image.insert(box, 10 + index * (width // 4), height // 4)
+    return image.cast("uchar")
+
+
+@pytest.mark.parametrize("image_format", ["jpeg", "webp", "avif"])
+def test_the_chosen_quality_reaches_the_target_and_a_step_less_does_not(image_format: str) -> None:
+    probe = photo_like(320, 240).copy_memory()
+    target = OPTIONS.target_score(image_format)
+
+    choice = choose(probe, image_format, OPTIONS, flat=False)
+
+    assert choice.quality is not None
+    assert choice.score >= target
+    assert score_file(probe, choice.data) == pytest.approx(choice.score)
+    assert choice.trials <= 6
+    if choice.quality - STEP - 1 >= LOWEST:
+        lower = encode_bytes(probe, image_format, choice.quality - STEP - 1, avif_effort=OPTIONS.avif_effort)
+        assert score_file(probe, lower) < target
+        assert len(lower) < len(choice.data)
+
+
+def test_a_higher_target_costs_a_higher_quality_and_more_bytes() -> None:
+    probe = photo_like(320, 240).copy_memory()
+    modest = choose(probe, "webp", ImagingOptions(webp_target_score=60.0, threads=1), flat=False)
+    demanding = choose(probe, "webp", ImagingOptions(webp_target_score=85.0, threads=1), flat=False)
+    assert modest.quality is not None and demanding.quality is not None
+    assert demanding.quality > modest.quality
+    assert len(demanding.data) > len(modest.data)
+    assert demanding.score >= 85.0 > modest.score
+
+
+def test_flat_art_is_lossless_when_that_is_smaller() -> None:
+    art = flat_art(320, 240)
+    assert few_colours(art)
+    assert not few_colours(photo_like(320, 240))
+
+    result = process_image(art.pngsave_buffer(), OPTIONS)
+
+    webp = [file for file in result.variants if file.format == "webp"]
+    assert webp and all(file.encoder == "libwebp-lossless" and file.quality is None for file in webp)
+    decoded = pyvips.Image.new_from_buffer(webp[-1].data, "")
+    assert decoded.width == art.width and (decoded - art).abs().max() == 0  # exact pixels
+    assert result.master.format == "png" and result.master.encoder == "libpng"
+    # A lossy AVIF is still searched: it has no lossless mode worth its bytes.
+    assert all(file.encoder == "libaom" and file.quality is not None for file in result.variants
+               if file.format == "avif")
+
+
+def test_a_photograph_keeps_lossy_files_and_every_file_says_how_it_was_made() -> None:
+    # Tiny files cannot reach every target (WebP's halved chroma caps a 160-px photograph near
+    # 71): at 320 px they can.
+    options = ImagingOptions(variant_widths=(320, 480), threads=1, avif_effort=0)
+    result = process_image(photo_like(600, 450).pngsave_buffer(), options)
+
+    assert result.master.format == "jpeg" and result.master.quality is not None
+    assert result.master.encoder in {"jpegli", "mozjpeg"}
+    for file in result.variants:
+        assert file.quality is not None and file.encoder in {"libwebp", "libaom"}
+    # The narrowest variant is the probe itself: its score was measured, and it reaches the target.
+    for file in (f for f in result.variants if f.width == 320):
+        assert file.score is not None and file.score >= options.target_score(file.format)
+    # Every width of a format shares the quality the probe found.
+    for image_format in ("webp", "avif"):
+        assert len({f.quality for f in result.variants if f.format == image_format}) == 1
+
+
+def test_the_same_image_always_gets_the_same_files() -> None:
+    data = photo_like(400, 300).pngsave_buffer()
+    first, second = process_image(data, OPTIONS), process_image(data, OPTIONS)
+    assert [f.sha256 for f in first.files] == [f.sha256 for f in second.files]
+
+
+def test_without_the_search_the_fixed_qualities_are_used() -> None:
+    options = ImagingOptions(variant_widths=(160,), threads=1, avif_effort=0, quality_search=False,
+                             webp_quality=61, avif_quality=41, jpeg_quality=71)
+    result = process_image(photo_like(400, 300).pngsave_buffer(), options)
+    assert {(f.format, f.quality) for f in result.variants} == {("webp", 61), ("avif", 41)}
+    assert result.master.quality == 71 and all(f.score is None for f in result.files)
+
+
+def test_jpeg_xmp_goes_in_one_app1_segment_after_the_start_marker() -> None:
+    jpeg = encode_bytes(photo_like(64, 48), "jpeg", 80)
+    labelled = add_jpeg_xmp(jpeg, b"<x:xmpmeta/>")
+    assert labelled[:4] == b"\xff\xd8\xff\xe1"
+    assert pyvips.Image.new_from_buffer(labelled, "").get("xmp-data").startswith(b"<x:xmpmeta/>")
+    with pytest.raises(ValueError, match="not a JPEG"):
+        add_jpeg_xmp(b"\x89PNG", b"<x/>")
