@@ -128,6 +128,10 @@ def render_report() -> str:
             met = {True: "yes", False: "**no**", None: "—"}[c["met"]]
             lines.append(f"| {c['what']} | {_cell(c['ours'])} | {_cell(c['baseline'])} | "
                          f"{_number(c['ratio'])} ({c['ratio_meaning']}) | {c['target'] or '—'} | {met} |")
+        for table in result.get("details", {}).get("tables", []):  # a benchmark's own tables, as given
+            lines += ["", f"**{table['title']}**", "", "| " + " | ".join(table["header"]) + " |",
+                      "|" + "---|" * len(table["header"])]
+            lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in table["rows"]]
         notes = [c for c in result["comparisons"] if c.get("note")]
         if notes:
             lines.append("")

@@ -37,7 +37,8 @@ def blogimg_job(mode: str, avif_effort: int):
     if mode.startswith("format:"):
         # One deliverable alone, through blogimg's own loader and encoder.
         image_format = mode.removeprefix("format:")
-        options = ImagingOptions(avif_effort=avif_effort, threads=THREADS)
+        options = ImagingOptions(avif_effort=avif_effort, threads=THREADS, quality_search=False,
+                                 jpeg_encoder="mozjpeg")
 
         def single(data: bytes) -> list[tuple[str, str, bytes]]:
             image, _ = safe_load(data, options.max_pixels)
@@ -49,8 +50,9 @@ def blogimg_job(mode: str, avif_effort: int):
 
         return single
     if mode == "identical":
+        # sharp's fixed qualities and mozjpeg: both sides run the same encoders with the same settings.
         options = ImagingOptions(variant_widths=(), variant_formats=("webp", "avif"), avif_effort=avif_effort,
-                                 threads=THREADS)
+                                 threads=THREADS, quality_search=False, jpeg_encoder="mozjpeg")
     else:
         options = ImagingOptions(threads=THREADS)  # blogimg's production defaults, on two threads
 
@@ -124,6 +126,15 @@ def _dominant(image) -> str:
     return "#{:02x}{:02x}{:02x}".format(*(round(sum(c) / len(members)) for c in zip(*members, strict=True)))
 
 
+def _peak_rss_kb() -> int:
+    """This process's peak resident memory since its exec (VmHWM), in KiB; 0 where unknown."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+
+
 def _name(role: str, image_format: str, width: int) -> str:
     return f"{role}-{width}.{image_format}"
 
@@ -168,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             for label, _, data in outputs:
                 (folder / label).write_bytes(data)
     json.dump({"seconds": seconds, "images": len(sources), "bytes": dict(totals), "by_format": by_format,
-               "digests": digests}, sys.stdout)
+               "digests": digests, "peak_rss_kb": _peak_rss_kb()}, sys.stdout)
     print()
     return 0
 

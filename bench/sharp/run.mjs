@@ -113,4 +113,14 @@ if (keep) {
     for (const [label, , data] of outputs) writeFileSync(path.join(folder, label), data);
   }
 }
-process.stdout.write(`${JSON.stringify({ seconds, images: sources.length, bytes: totals, by_format: byFormat, digests })}\n`);
+// This process's own peak RSS since exec (VmHWM, KiB): getrusage's maxRSS starts from the parent's.
+const peakRssKb = (() => {
+  try {
+    const line = readFileSync("/proc/self/status", "utf8").split("\n").find((l) => l.startsWith("VmHWM:"));
+    return line ? Number(line.split(/\s+/)[1]) : 0;
+  } catch {
+    return 0;
+  }
+})();
+process.stdout.write(`${JSON.stringify({ seconds, images: sources.length, bytes: totals, by_format: byFormat, digests,
+  peak_rss_kb: peakRssKb })}\n`);

@@ -51,9 +51,37 @@ def test_imaging_benchmark_runs() -> None:
     for image_format in ("jpeg", "webp", "avif"):
         same = by_name[f"a. {image_format} bytes, identical settings"]
         assert same["ratio"] == 1.0 and same["note"] == "byte-identical files", same
-    assert all(0 < score <= 100 for side in data["details"]["quality"].values() for score in side.values())
-    assert set(data["details"]["quality"]) == {"blogimg", "sharp", "pillow"}
     assert all(c["ours"]["median"] > 0 and c["baseline"]["median"] > 0 for c in data["comparisons"])
+    details = data["details"]
+    corpus = details["corpus"]
+    assert set(corpus) == {"photo", "art", "card"} and all(corpus.values()), corpus
+    images = {name for names in corpus.values() for name in names}
+    # Every side's master and both variant formats are scored for every image, by both metrics.
+    scores = details["scores"]
+    scored = {(s["image"], s["side"], s["deliverable"]) for s in scores}
+    assert scored == {(i, side, d) for i in images for side in ("blogimg", "sharp", "pillow")
+                      for d in ("master", "webp", "avif")}
+    assert all(0 < s["reference"] <= 100 and 0 < s["fast"] <= 100 and s["bytes_total"] >= s["bytes_scored"] > 0
+               for s in scores)
+    # The test against sharp is judged per deliverable over the whole corpus.
+    judged = [c for c in data["comparisons"] if c["target"] and "bytes, production settings" in c["what"]]
+    assert len(judged) == 3 and all(isinstance(c["met"], bool) for c in judged)
+    tables = {table["title"].split(":")[0]: table for table in details["tables"]}
+    assert set(tables) == {"Production settings", "At equal score image by image", "Metric agreement"}
+    for table in tables.values():
+        assert table["rows"] and all(len(row) == len(table["header"]) for row in table["rows"])
+    production = tables["Production settings"]["rows"]
+    assert {(row[1], row[2]) for row in production} == {(subset, side) for subset in ("all", "photo", "art", "card")
+                                                         for side in ("blogimg", "sharp", "pillow")}
+    equal = tables["At equal score image by image"]["rows"]
+    assert {row[1] for row in equal} == {"all", "photo", "art", "card"}
+    assert any("mozjpeg" in row[2] for row in equal) and all(row[4] > 0 and row[5] > 0 for row in equal)
+    agreement = {(row[0], row[1]): row for row in tables["Metric agreement"]["rows"]}
+    for subset in ("all", "photo", "art", "card"):
+        row = agreement[("any deliverable", subset)]
+        assert row[2] > 0 and 0 <= row[3] <= row[4] and -1 <= row[5] <= 1, row
+    assert agreement[("any deliverable", "all")][2] == len(scores)
+    assert details["notes"]
 
 
 def test_api_benchmark_runs() -> None:

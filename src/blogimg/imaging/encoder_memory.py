@@ -44,7 +44,7 @@ def estimate(image_format: str, width: int, height: int, *, has_alpha: bool, qua
     """Bytes the encoder of ``image_format`` holds while encoding a ``width``×``height`` image
     at ``quality`` (the defaults' range when None)."""
     without_alpha, with_alpha = _BYTES_PER_PIXEL[image_format]
-    per_pixel = with_alpha if has_alpha else without_alpha
+    per_pixel: float = with_alpha if has_alpha else without_alpha
     if image_format == "avif" and quality is not None and quality > 50:
         # libaom keeps more per pixel at high qualities: 34 bytes at 91 against 21 at 50
         # (measured on a 3000×3000 image); a quality search may pick either.
