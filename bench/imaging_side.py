@@ -37,7 +37,7 @@ def blogimg_job(mode: str, avif_effort: int):
     if mode.startswith("format:"):
         # One deliverable alone, through blogimg's own loader and encoder.
         image_format = mode.removeprefix("format:")
-        options = ImagingOptions(avif_effort=avif_effort, threads=THREADS, quality_search=False,
+        options = ImagingOptions(avif_effort=avif_effort, threads=THREADS, quality_search="off",
                                  jpeg_encoder="mozjpeg")
 
         def single(data: bytes) -> list[tuple[str, str, bytes]]:
@@ -52,7 +52,7 @@ def blogimg_job(mode: str, avif_effort: int):
     if mode == "identical":
         # sharp's fixed qualities and mozjpeg: both sides run the same encoders with the same settings.
         options = ImagingOptions(variant_widths=(), variant_formats=("webp", "avif"), avif_effort=avif_effort,
-                                 threads=THREADS, quality_search=False, jpeg_encoder="mozjpeg")
+                                 threads=THREADS, quality_search="off", jpeg_encoder="mozjpeg")
     else:
         options = ImagingOptions(threads=THREADS)  # blogimg's production defaults, on two threads
 

@@ -222,22 +222,28 @@ class Settings(BaseSettings):
     variant_formats: Annotated[list[VariantFormat], NoDecode] = Field(
         default_factory=_default_variant_formats
     )
-    jpeg_quality: int = Field(85, ge=1, le=100)
-    webp_quality: int = Field(80, ge=1, le=100)
+    jpeg_quality: int = Field(82, ge=1, le=100)
+    webp_quality: int = Field(78, ge=1, le=100)
     avif_quality: int = Field(50, ge=1, le=100)
     avif_effort: int = Field(3, ge=0, le=9, description="AVIF encoder effort; higher is slower.")
-    # Quality search (imaging/quality_search.py): per image and format, the lowest quality whose file
-    # still reaches a target SSIMULACRA2 score against the source; off, the fixed qualities above.
-    quality_search: bool = Field(
-        True, description="Choose each file's quality by a target SSIMULACRA2 score; off: the fixed *_QUALITY.")
+    # Quality search (imaging/quality_search.py), judged by SSIMULACRA2 against the source. floor: the
+    # fixed *_QUALITY, raised for a file that would score below its *_TARGET_SCORE and lowered for one
+    # above CEILING_SCORE; target: every file at the lowest quality reaching its *_TARGET_SCORE; off.
+    quality_search: Literal["floor", "target", "off"] = Field(
+        "floor", description="floor: fixed qualities kept between the target scores and the ceiling; "
+                             "target: every file at its target score; off: the fixed *_QUALITY.")
     jpeg_target_score: float = Field(
-        78.0, ge=30, le=100, description="SSIMULACRA2 score every JPEG file reaches (quality search).")
+        70.0, ge=30, le=100, description="SSIMULACRA2 score of JPEG files: the floor, or the target.")
     webp_target_score: float = Field(
-        72.0, ge=30, le=100, description="SSIMULACRA2 score every lossy WebP file reaches (quality search).")
+        70.0, ge=30, le=100, description="SSIMULACRA2 score of lossy WebP files: the floor, or the target.")
     avif_target_score: float = Field(
-        74.0, ge=30, le=100, description="SSIMULACRA2 score every AVIF file reaches (quality search).")
+        70.0, ge=30, le=100, description="SSIMULACRA2 score of AVIF files: the floor, or the target.")
+    ceiling_score: float = Field(
+        90.0, ge=30, le=100, description="floor mode: a file scoring above this (visually lossless) is made "
+                                         "at the lowest quality that still reaches it.")
     jpeg_encoder: Literal["jpegli", "mozjpeg"] = Field(
-        "jpegli", description="JPEG encoder: jpegli (smaller at equal quality) or libvips' mozjpeg.")
+        "mozjpeg", description="JPEG encoder: libvips' mozjpeg (smaller at equal quality on the benchmark "
+                               "corpus) or jpegli (an order of magnitude faster).")
     thumbnail_size: int = Field(300, ge=16, le=2048)
     imaging_threads: int = Field(
         0, ge=0, le=64,

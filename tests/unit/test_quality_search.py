@@ -14,6 +14,8 @@ from blogimg.imaging.process import process_image
 from blogimg.imaging.quality_search import LOWEST, STEP, few_colours, score_file
 
 OPTIONS = ImagingOptions(variant_widths=(160, 320), threads=1, avif_effort=0)
+TARGET = ImagingOptions(variant_widths=(160, 320), threads=1, avif_effort=0, quality_search="target",
+                        jpeg_target_score=78.0, webp_target_score=72.0, avif_target_score=74.0)
 
 
 def photo_like(width: int, height: int) -> pyvips.Image:
@@ -37,28 +39,53 @@ def flat_art(width: int, height: int) -> pyvips.Image:
 @pytest.mark.parametrize("image_format", ["jpeg", "webp", "avif"])
 def test_the_chosen_quality_reaches_the_target_and_a_step_less_does_not(image_format: str) -> None:
     probe = photo_like(320, 240).copy_memory()
-    target = OPTIONS.target_score(image_format)
+    target = TARGET.target_score(image_format)
 
-    choice = choose(probe, image_format, OPTIONS, flat=False)
+    choice = choose(probe, image_format, TARGET, flat=False)
 
     assert choice.quality is not None
     assert choice.score >= target
     assert score_file(probe, choice.data) == pytest.approx(choice.score)
     assert choice.trials <= 6
     if choice.quality - STEP - 1 >= LOWEST:
-        lower = encode_bytes(probe, image_format, choice.quality - STEP - 1, avif_effort=OPTIONS.avif_effort)
+        lower = encode_bytes(probe, image_format, choice.quality - STEP - 1, avif_effort=TARGET.avif_effort)
         assert score_file(probe, lower) < target
         assert len(lower) < len(choice.data)
 
 
 def test_a_higher_target_costs_a_higher_quality_and_more_bytes() -> None:
     probe = photo_like(320, 240).copy_memory()
-    modest = choose(probe, "webp", ImagingOptions(webp_target_score=60.0, threads=1), flat=False)
-    demanding = choose(probe, "webp", ImagingOptions(webp_target_score=85.0, threads=1), flat=False)
+    modest = choose(probe, "webp", ImagingOptions(quality_search="target", webp_target_score=60.0, threads=1),
+                    flat=False)
+    demanding = choose(probe, "webp", ImagingOptions(quality_search="target", webp_target_score=85.0, threads=1),
+                       flat=False)
     assert modest.quality is not None and demanding.quality is not None
     assert demanding.quality > modest.quality
     assert len(demanding.data) > len(modest.data)
     assert demanding.score >= 85.0 > modest.score
+
+
+def test_floor_mode_keeps_the_fixed_quality_between_the_floor_and_the_ceiling_with_one_trial() -> None:
+    probe = photo_like(320, 240)
+    options = ImagingOptions(threads=1, avif_effort=0, webp_quality=80, webp_target_score=50.0, ceiling_score=95.0)
+    choice = choose(probe, "webp", options, flat=False)
+    assert (choice.quality, choice.trials) == (80, 1)
+    assert 50.0 <= choice.score <= 95.0
+
+
+def test_floor_mode_raises_a_file_below_the_floor_and_lowers_one_above_the_ceiling() -> None:
+    probe = photo_like(320, 240)
+    strict = ImagingOptions(threads=1, avif_effort=0, webp_quality=20, webp_target_score=80.0)
+    raised = choose(probe, "webp", strict, flat=False)
+    assert raised.quality is not None and raised.quality > 20 and raised.score >= 80.0
+
+    # A smooth gradient scores near-perfect at a high fixed quality: it comes down to the ceiling.
+    gradient = (pyvips.Image.xyz(320, 240)[0] * 0.7 + 20).cast("uchar").bandjoin([80, 160]).copy(interpretation="srgb")
+    lenient = ImagingOptions(threads=1, avif_effort=0, webp_quality=98, ceiling_score=80.0)
+    lowered = choose(gradient.copy_memory(), "webp", lenient, flat=False)
+    at_fixed = encode_bytes(gradient, "webp", 98)
+    assert lowered.quality is not None and lowered.quality < 98 and lowered.score >= 80.0
+    assert len(lowered.data) < len(at_fixed)
 
 
 def test_flat_art_is_lossless_when_that_is_smaller() -> None:
@@ -103,7 +130,7 @@ def test_the_same_image_always_gets_the_same_files() -> None:
 
 
 def test_without_the_search_the_fixed_qualities_are_used() -> None:
-    options = ImagingOptions(variant_widths=(160,), threads=1, avif_effort=0, quality_search=False,
+    options = ImagingOptions(variant_widths=(160,), threads=1, avif_effort=0, quality_search="off",
                              webp_quality=61, avif_quality=41, jpeg_quality=71)
     result = process_image(photo_like(400, 300).pngsave_buffer(), options)
     assert {(f.format, f.quality) for f in result.variants} == {("webp", 61), ("avif", 41)}

@@ -30,17 +30,18 @@ class ImagingOptions:
     variant_widths: tuple[int, ...] = (480, 768, 1024, 1536)
     max_variant_pixels: int = DEFAULT_MAX_VARIANT_PIXELS  #: the largest variant; the master keeps all
     variant_formats: tuple[str, ...] = ("avif", "webp")
-    jpeg_quality: int = 85
-    webp_quality: int = 80
+    jpeg_quality: int = 82
+    webp_quality: int = 78
     avif_quality: int = 50
     avif_effort: int = 3
-    #: each image's quality chosen per format to reach these SSIMULACRA2 scores (quality_search.py);
-    #: off: the fixed qualities above
-    quality_search: bool = True
-    jpeg_target_score: float = 78.0
-    webp_target_score: float = 72.0
-    avif_target_score: float = 74.0
-    jpeg_encoder: str = "jpegli"  #: or "mozjpeg" (encoders.py)
+    #: "floor": the fixed qualities above, searched only for files scoring below the target scores
+    #: or above ceiling_score; "target": every file at its target score; "off" (quality_search.py)
+    quality_search: str = "floor"
+    ceiling_score: float = 90.0
+    jpeg_target_score: float = 70.0
+    webp_target_score: float = 70.0
+    avif_target_score: float = 70.0
+    jpeg_encoder: str = "mozjpeg"  #: or "jpegli" (encoders.py)
     thumbnail_size: int = 300
     threads: int = 0  #: files of one image encoded at once; 0: one per core, at most 4
     encoder_memory_bytes: int = DEFAULT_BUDGET_BYTES  #: held by all encoders at once, process-wide
@@ -62,6 +63,7 @@ class ImagingOptions:
             avif_quality=settings.avif_quality,
             avif_effort=settings.avif_effort,
             quality_search=settings.quality_search,
+            ceiling_score=settings.ceiling_score,
             jpeg_target_score=settings.jpeg_target_score,
             webp_target_score=settings.webp_target_score,
             avif_target_score=settings.avif_target_score,

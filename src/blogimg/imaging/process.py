@@ -161,7 +161,7 @@ def process_image(data: bytes, options: ImagingOptions = ImagingOptions(),
 def _searched_formats(options: ImagingOptions, master_format: str) -> list[str]:
     """The formats whose quality is searched: the variants' and a JPEG master's (a PNG master of an
     image with alpha is lossless)."""
-    if not options.quality_search:
+    if options.quality_search == "off":
         return []
     return [f for f in dict.fromkeys([*options.variant_formats, master_format]) if f != "png"]
 
@@ -218,7 +218,8 @@ def make_variants(data: bytes, options: ImagingOptions,
         raise ImageRejectedError(f"a {image.width} px master has no variant wider than itself")
 
     # The quality of each format is searched again, on the same probe width as a new image's.
-    searched = [f for f in dict.fromkeys(image_format for image_format, _ in wanted)] if options.quality_search else []
+    searched = ([f for f in dict.fromkeys(image_format for image_format, _ in wanted)]
+                if options.quality_search != "off" else [])
     narrowest = probe_width(options.variant_widths, image.width)
     probe = image if narrowest == image.width else image.resize(narrowest / image.width)
     flat = few_colours(probe) if searched else False

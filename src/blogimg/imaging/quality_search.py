@@ -13,6 +13,13 @@ What one search costs, and how it is kept small:
   480 to 1536 px), because the same detail spreads over more pixels. So the quality that reaches
   the target on the probe reaches it at every width, and the probe's own file is the 480-px
   variant itself: its trial bytes are kept, not encoded again.
+- Two modes. *target*: every file reaches the target with the lowest quality that does (as
+  ``q_auto``). *floor*: the format's fixed quality is kept while its file scores between the
+  target (a floor) and a ceiling (visually lossless by default); only files outside are searched,
+  up to the floor or down to the ceiling. A fixed quality spends bytes where they buy the most
+  score (a smooth image gains many points for few bytes, a textured one few for many), so at an
+  equal *mean* score it needs fewer bytes than a constant target, and the floor still keeps every
+  image from looking bad; most files need one trial.
 - The first guess comes from the target (a line fitted per format on the corpus), the next from
   the slope between the last two trials (secant), never outside the bracket found so far; the
   search ends as soon as a passing trial is within ``CLOSE_ENOUGH`` of the target or the bracket is
@@ -40,12 +47,13 @@ MAX_TRIALS = 5
 CLOSE_ENOUGH = 1.0  #: a passing trial this close to the target ends the search
 STEP = 2  #: qualities: a bracket this narrow ends the search
 LOWEST, HIGHEST = 10, 98
-#: Score points per quality step assumed before two trials measure it (the benchmark corpus's
-#: median between qualities 55 and 85, all three formats).
+#: Score points per quality step assumed before two trials measure it (about what JPEG, WebP and
+#: AVIF showed between qualities 55 and 85 on photographs of the benchmark corpus).
 _SLOPE = 0.45
 _SLOPES = (0.08, 3.0)  #: a measured slope is kept within these, so one odd trial cannot fling the next
-#: first guess = intercept + per_point × target: the quality that reaches the target on the median
-#: image of the benchmark corpus, for each format.
+#: first guess = intercept + per_point × target (target mode): a rough line through the qualities
+#: that reached scores of 65–80 on photographs of the benchmark corpus at 480 px, per format; the
+#: search corrects it from the first trial on.
 _FIRST_GUESS = {"jpeg": (-68.0, 1.85), "webp": (-66.0, 1.95), "avif": (-70.0, 1.65)}
 FLAT_COLOURS = 256  #: at most this many distinct colours in the probe: flat art, try lossless
 
@@ -82,18 +90,29 @@ def score_file(reference: pyvips.Image, data: bytes) -> float:
 
 
 def search_quality(probe: pyvips.Image, image_format: str, target: float, encode: Callable[[int], bytes],
-                   *, lossless: Callable[[], bytes] | None = None) -> Choice:
+                   *, start: int | None = None, ceiling: float | None = None,
+                   lossless: Callable[[], bytes] | None = None) -> Choice:
     """The lowest quality (within ``STEP``) at which ``encode(quality)`` of ``probe`` scores at
-    least ``target``; the highest quality's file when none does. ``lossless``, when given (flat
-    art), makes the exact file to weigh against it."""
+    least ``target``; the highest quality's file when none does.
+
+    With a ``ceiling`` (floor mode), ``start`` is kept when its file scores between ``target`` and
+    ``ceiling``; above the ceiling the lowest quality reaching the ceiling is searched, below the
+    target the lowest reaching the target. ``lossless``, when given (flat art), makes the exact
+    file to weigh against the lossy one."""
     tried: dict[int, tuple[float, bytes]] = {}
     passed: int | None = None  # lowest quality known to reach the target
     failed: int | None = None  # highest quality known to miss it
-    quality = first_guess(image_format, target)
+    quality = start if start is not None else first_guess(image_format, target)
     while len(tried) < MAX_TRIALS:
         data = encode(quality)
         score = score_file(probe, data)
         tried[quality] = (score, data)
+        if ceiling is not None and len(tried) == 1:
+            if target <= score <= ceiling:  # within the bounds: the start stays
+                passed = quality
+                break
+            if score > ceiling:  # more than anyone can see: come down to the ceiling
+                target = ceiling
         if score >= target:
             passed = quality if passed is None else min(passed, quality)
             if score - target <= CLOSE_ENOUGH:
