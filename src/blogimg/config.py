@@ -322,6 +322,15 @@ class Settings(BaseSettings):
             raise ValueError("a key is in both BLOGIMG_API_KEYS and BLOGIMG_API_READ_KEYS; give each key one role")
         return value
 
+    @field_validator("ceiling_score")
+    @classmethod
+    def _ceiling_above_targets(cls, value: float, info: ValidationInfo) -> float:
+        low = [name for name in ("jpeg_target_score", "webp_target_score", "avif_target_score")
+               if info.data.get(name, 0) > value]
+        if low:  # the floor mode would aim below its own floor
+            raise ValueError(f"BLOGIMG_CEILING_SCORE is below {', '.join('BLOGIMG_' + n.upper() for n in low)}")
+        return value
+
     @field_validator("cors_origins")
     @classmethod
     def _check_origins(cls, value: list[str]) -> list[str]:

@@ -144,3 +144,58 @@ def test_jpeg_xmp_goes_in_one_app1_segment_after_the_start_marker() -> None:
     assert pyvips.Image.new_from_buffer(labelled, "").get("xmp-data").startswith(b"<x:xmpmeta/>")
     with pytest.raises(ValueError, match="not a JPEG"):
         add_jpeg_xmp(b"\x89PNG", b"<x/>")
+
+
+def test_a_jpeg_variant_of_flat_art_stays_a_jpeg_while_the_master_may_be_a_png() -> None:
+    options = ImagingOptions(variant_widths=(160, 320), variant_formats=("webp", "jpeg"), threads=1)
+    result = process_image(flat_art(320, 240).pngsave_buffer(), options)
+    assert result.master.format == "png"
+    jpegs = [file for file in result.variants if file.format == "jpeg"]
+    assert jpegs and all(file.encoder == "mozjpeg" and file.quality is not None for file in jpegs)
+    assert all(pyvips.Image.new_from_buffer(file.data, "").get("vips-loader") == "jpegload_buffer" for file in jpegs)
+
+
+def test_a_ceiling_below_a_target_is_refused_and_never_aimed_at() -> None:
+    from pydantic import ValidationError
+
+    from blogimg.config import Settings
+
+    with pytest.raises(ValidationError, match="CEILING_SCORE is below BLOGIMG_WEBP_TARGET_SCORE"):
+        Settings(webp_target_score=80.0, ceiling_score=75.0)
+    # ImagingOptions built by hand is not validated: the search still never aims below the floor.
+    probe = photo_like(320, 240)
+    choice = choose(probe, "webp", ImagingOptions(threads=1, webp_target_score=70.0, ceiling_score=40.0), flat=False)
+    assert choice.score >= 70.0
+
+
+def test_a_start_quality_outside_the_search_range_is_brought_into_it() -> None:
+    gradient = (pyvips.Image.xyz(320, 240)[0] * 0.7 + 20).cast("uchar").bandjoin([80, 160]).copy(interpretation="srgb")
+    options = ImagingOptions(threads=1, jpeg_quality=2, jpeg_target_score=30.0, ceiling_score=31.0)
+    choice = choose(gradient.copy_memory(), "jpeg", options, flat=False)
+    assert choice.quality is not None and LOWEST <= choice.quality
+
+
+def test_an_image_narrower_than_every_variant_width_is_its_own_probe() -> None:
+    result = process_image(photo_like(120, 90).pngsave_buffer(), OPTIONS)
+    assert {file.width for file in result.variants} == {120}
+    # The master is the probe too: its file is the search's trial, with its score.
+    assert result.master.score is not None and result.master.score >= OPTIONS.target_score("jpeg")
+
+
+def test_remade_variants_are_searched_on_the_same_probe_and_keep_its_score() -> None:
+    from blogimg.imaging.process import make_variants
+
+    options = ImagingOptions(variant_widths=(320, 480), threads=1, avif_effort=0)  # 160 px WebP caps near 70
+    master = process_image(photo_like(600, 450).pngsave_buffer(), options).master.data
+    remade = make_variants(master, options, {("webp", 320), ("webp", 480)})
+    assert [file.width for file in remade] == [320, 480]
+    assert remade[0].score is not None and remade[0].score >= options.target_score("webp")
+    assert remade[1].score is None  # wider files are not scored: their quality is the probe's
+    assert remade[0].quality == remade[1].quality
+
+
+def test_many_encoder_threads_give_the_same_files() -> None:
+    data = photo_like(400, 300).pngsave_buffer()
+    one = process_image(data, OPTIONS)
+    four = process_image(data, ImagingOptions(variant_widths=(160, 320), threads=4, avif_effort=0))
+    assert [f.sha256 for f in one.files] == [f.sha256 for f in four.files]

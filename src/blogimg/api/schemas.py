@@ -60,7 +60,7 @@ class GenerateResponse(BaseModel):
 
 
 #: How a file was encoded: a variant's fields, and the image's ``master_*`` ones.
-_QUALITY = "Encoder quality quality search chose for the file; null when lossless, not searched, or unknown"
+_QUALITY = "Encoder quality the file was made at; null when lossless, or for files made before it was recorded"
 _SCORE = "SSIMULACRA2 score of the file against the source at its size (90: visually lossless); null if not measured"
 _ENCODER = "Encoder that wrote the file: jpegli, mozjpeg, libwebp, libwebp-lossless, libaom or libpng; null if unknown"
 

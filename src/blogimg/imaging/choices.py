@@ -14,15 +14,10 @@ from blogimg.imaging.quality_search import Choice, search_quality
 if TYPE_CHECKING:
     from blogimg.imaging.options import ImagingOptions
 
-__all__ = ["LOSSLESS_WEBP_EFFORT", "choose", "encode_with_budget", "probe_width"]
+__all__ = ["LOSSLESS_WEBP_EFFORT", "choose", "encode_with_budget"]
 
 #: libwebp's lossless "quality" is effort spent compressing, not fidelity: the pixels are exact.
 LOSSLESS_WEBP_EFFORT = 75
-
-
-def probe_width(variant_widths: tuple[int, ...], image_width: int) -> int:
-    """The width the search's trials are made at: the narrowest variant, never above the image."""
-    return min([*variant_widths, image_width])
 
 
 def encode_with_budget(image: pyvips.Image, image_format: str, quality: int, options: ImagingOptions, *,

@@ -20,12 +20,11 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import cache, cached_property, partial
-from typing import TYPE_CHECKING
 
 import pyvips
 
 from blogimg.errors import ImageRejectedError
-from blogimg.imaging.choices import LOSSLESS_WEBP_EFFORT, choose, encode_with_budget, probe_width
+from blogimg.imaging.choices import LOSSLESS_WEBP_EFFORT, choose, encode_with_budget
 from blogimg.imaging.decode import decode, decode_reduced, first_line, sniff_format
 from blogimg.imaging.encoders import encoder_name
 from blogimg.imaging.labels import ProvenanceLabel, labelled
@@ -36,9 +35,6 @@ from blogimg.imaging.limits import (
 )
 from blogimg.imaging.options import ImagingOptions
 from blogimg.imaging.quality_search import Choice, few_colours
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["EncodedFile", "ImagingOptions", "ProcessedImage", "dominant_color", "make_thumbnail",
            "make_variants", "process_image", "run_in_encoder_pool", "safe_load", "sniff_format",
@@ -58,7 +54,7 @@ class EncodedFile:
     width: int
     height: int
     data: bytes = field(repr=False)
-    quality: int | None = None  #: the encoder quality chosen; None: lossless, or not searched
+    quality: int | None = None  #: the encoder quality it was made at; None: lossless (PNG, WebP lossless)
     score: float | None = None  #: SSIMULACRA2 against the source at this size, where measured
     encoder: str | None = None  #: "jpegli", "mozjpeg", "libwebp", "libwebp-lossless", "libaom", "libpng"
 
@@ -124,11 +120,10 @@ def process_image(data: bytes, options: ImagingOptions = ImagingOptions(),
     master_format = "png" if image.hasalpha() else "jpeg"
     sized = list(_widths(image, options.variant_widths, options.max_variant_pixels))
     searched = _searched_formats(options, master_format)
-    if searched and sized[0] is not image:
-        # The narrowest variant, resized once into memory: every trial of every search reads it.
-        sized[0] = sized[0].copy_memory()
-    probe = sized[0]
-    flat = few_colours(probe) if searched else False
+    try:
+        probe, flat = _probe(sized, image, searched)
+    except pyvips.Error as error:
+        raise ImageRejectedError(f"image could not be encoded: {first_line(error)}") from None
     # Each file is one libvips pipeline over the decoded pixels, and the encoders (libjpeg, libwebp,
     # libaom) are mostly single-threaded: encoding the files side by side uses every core for one
     # image, where one after another leaves the others idle. libvips releases the GIL throughout.
@@ -158,6 +153,14 @@ def process_image(data: bytes, options: ImagingOptions = ImagingOptions(),
                           dominant_color=colour, source_format=source_format, bytes_in=len(data))
 
 
+def _probe(sized: list[pyvips.Image], image: pyvips.Image, searched: list[str]) -> tuple[pyvips.Image, bool]:
+    """The search's probe, the narrowest of ``sized`` (replaced there by its copy in memory, which
+    every trial of every search reads), and whether it is flat art."""
+    if searched and sized[0] is not image:
+        sized[0] = sized[0].copy_memory()
+    return sized[0], few_colours(sized[0]) if searched else False
+
+
 def _searched_formats(options: ImagingOptions, master_format: str) -> list[str]:
     """The formats whose quality is searched: the variants' and a JPEG master's (a PNG master of an
     image with alpha is lossless)."""
@@ -172,6 +175,9 @@ def _final(image: pyvips.Image, image_format: str, options: ImagingOptions, role
     file is the search's last trial: kept, not encoded again."""
     if choice is None:
         return _encode(image, image_format, options, role=role)
+    if choice.lossless and image_format == "jpeg" and role != "master":
+        choice = choice.lossy  # a PNG may stand in for the JPEG master, never for a JPEG variant
+        assert choice is not None
     if choice.lossless:
         lossless_format = "png" if image_format == "jpeg" else image_format
         if image is probe:
@@ -217,18 +223,20 @@ def make_variants(data: bytes, options: ImagingOptions,
     if any(width > image.width for _, width in wanted):
         raise ImageRejectedError(f"a {image.width} px master has no variant wider than itself")
 
-    # The quality of each format is searched again, on the same probe width as a new image's.
+    # The quality of each format is searched again, on the same probe as a new image's.
     searched = ([f for f in dict.fromkeys(image_format for image_format, _ in wanted)]
                 if options.quality_search != "off" else [])
-    narrowest = probe_width(options.variant_widths, image.width)
-    probe = image if narrowest == image.width else image.resize(narrowest / image.width)
-    flat = few_colours(probe) if searched else False
 
     def encoder(image_format: str, width: int) -> Callable[[], EncodedFile]:
-        resized = image if width == image.width else image.resize(width / image.width)
+        if width == probe.width:
+            resized = probe  # its file is the search's last trial, as in process_image
+        else:
+            resized = image if width == image.width else image.resize(width / image.width)
         return lambda: _final(resized, image_format, options, "variant", choices.get(image_format), probe)
 
     try:
+        probe, flat = _probe([next(_widths(image, options.variant_widths, options.max_variant_pixels))],
+                             image, searched)
         searches: list[Callable[[], object]] = [partial(choose, probe, image_format, options, flat=flat)
                                                  for image_format in searched]
         choices: dict[str, Choice] = dict(zip(searched, run_in_encoder_pool(searches, options.threads), strict=True))

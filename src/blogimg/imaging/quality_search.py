@@ -66,6 +66,7 @@ class Choice:
     score: float  #: SSIMULACRA2 of the probe's file at that quality (100.0 for lossless)
     data: bytes  #: the probe's file at that quality
     trials: int  #: encodes scored, lossless candidate included
+    lossy: Choice | None = None  #: with a lossless choice, the lossy one it beat (for JPEG variants)
 
     @property
     def lossless(self) -> bool:
@@ -102,7 +103,7 @@ def search_quality(probe: pyvips.Image, image_format: str, target: float, encode
     tried: dict[int, tuple[float, bytes]] = {}
     passed: int | None = None  # lowest quality known to reach the target
     failed: int | None = None  # highest quality known to miss it
-    quality = start if start is not None else first_guess(image_format, target)
+    quality = _clamp(start, LOWEST, HIGHEST) if start is not None else first_guess(image_format, target)
     while len(tried) < MAX_TRIALS:
         data = encode(quality)
         score = score_file(probe, data)
@@ -111,7 +112,7 @@ def search_quality(probe: pyvips.Image, image_format: str, target: float, encode
             if target <= score <= ceiling:  # within the bounds: the start stays
                 passed = quality
                 break
-            if score > ceiling:  # more than anyone can see: come down to the ceiling
+            if score > ceiling >= target:  # more than anyone can see: come down to the ceiling
                 target = ceiling
         if score >= target:
             passed = quality if passed is None else min(passed, quality)
@@ -121,14 +122,14 @@ def search_quality(probe: pyvips.Image, image_format: str, target: float, encode
             failed = quality if failed is None else max(failed, quality)
         if passed is not None and failed is not None and passed - failed <= STEP:
             break
-        if passed == LOWEST or failed == HIGHEST:
+        if (passed is not None and passed <= LOWEST) or (failed is not None and failed >= HIGHEST):
             break
         following = _next_quality(tried, quality, target, passed, failed)
         if following is None:
             break
         quality = following
     if passed is None:  # even the best quality tried misses: keep the best there is
-        if failed != HIGHEST and HIGHEST not in tried:
+        if (failed is None or failed < HIGHEST) and HIGHEST not in tried:
             data = encode(HIGHEST)
             tried[HIGHEST] = (score_file(probe, data), data)
         best = max(tried)
@@ -138,7 +139,7 @@ def search_quality(probe: pyvips.Image, image_format: str, target: float, encode
     if lossless is not None:
         exact = lossless()
         if len(exact) < len(choice.data):
-            return Choice(None, 100.0, exact, choice.trials + 1)
+            return Choice(None, 100.0, exact, choice.trials + 1, lossy=choice)
         return Choice(choice.quality, choice.score, choice.data, choice.trials + 1)
     return choice
 
