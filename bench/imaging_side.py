@@ -28,6 +28,9 @@ from pathlib import Path
 os.environ.setdefault("VIPS_CONCURRENCY", "2")
 
 THREADS = 2
+#: What bench/sharp/run.mjs's identical mode uses, spelled out: blogimg's own defaults may move.
+IDENTICAL = {"quality_search": "off", "jpeg_encoder": "mozjpeg", "jpeg_quality": 85, "webp_quality": 80,
+             "avif_quality": 50}
 FORMATS = ("jpeg", "webp", "avif", "thumbnail")
 
 
@@ -37,8 +40,7 @@ def blogimg_job(mode: str, avif_effort: int):
     if mode.startswith("format:"):
         # One deliverable alone, through blogimg's own loader and encoder.
         image_format = mode.removeprefix("format:")
-        options = ImagingOptions(avif_effort=avif_effort, threads=THREADS, quality_search="off",
-                                 jpeg_encoder="mozjpeg")
+        options = ImagingOptions(avif_effort=avif_effort, threads=THREADS, **IDENTICAL)
 
         def single(data: bytes) -> list[tuple[str, str, bytes]]:
             image, _ = safe_load(data, options.max_pixels)
@@ -52,7 +54,7 @@ def blogimg_job(mode: str, avif_effort: int):
     if mode == "identical":
         # sharp's fixed qualities and mozjpeg: both sides run the same encoders with the same settings.
         options = ImagingOptions(variant_widths=(), variant_formats=("webp", "avif"), avif_effort=avif_effort,
-                                 threads=THREADS, quality_search="off", jpeg_encoder="mozjpeg")
+                                 threads=THREADS, **IDENTICAL)
     else:
         options = ImagingOptions(threads=THREADS)  # blogimg's production defaults, on two threads
 

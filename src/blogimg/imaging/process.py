@@ -128,25 +128,33 @@ def process_image(data: bytes, options: ImagingOptions = ImagingOptions(),
     # libaom) are mostly single-threaded: encoding the files side by side uses every core for one
     # image, where one after another leaves the others idle. libvips releases the GIL throughout.
     # First the searches (one per format) beside the small files; then every file at its quality.
-    first: list[Callable[[], object]] = [
-        *(partial(choose, probe, image_format, options, flat=flat) for image_format in searched),
+    small: list[Callable[[], object]] = [
         lambda: _encode(_thumbnail(image, options.thumbnail_size, focus), "webp", options, role="thumbnail"),
         lambda: _lqip(image),
         lambda: dominant_color(image),
     ]
+    searches: list[Callable[[], object]] = [partial(choose, probe, image_format, options, flat=flat)
+                                            for image_format in searched]
     try:
-        *picked, thumbnail, lqip, colour = run_in_encoder_pool(first, options.threads)
-        choices: dict[str, Choice] = dict(zip(searched, picked, strict=True))
+        # With searches, the small files fill the threads the searches leave idle, and every
+        # file waits for its format's choice; without, everything goes in one round.
+        early = run_in_encoder_pool([*searches, *small], options.threads) if searches else []
+        choices: dict[str, Choice] = dict(zip(searched, early[:len(searches)], strict=True))
         # The widest variants go first: they take longest, and starting them last would leave
         # one thread finishing alone.
-        files = run_in_encoder_pool([
+        results = run_in_encoder_pool([
             *((lambda resized=resized, image_format=image_format:
                _final(resized, image_format, options, "variant", choices.get(image_format), probe))
               for resized in reversed(sized) for image_format in options.variant_formats),
             lambda: _final(image, master_format, options, "master", choices.get(master_format), probe),
+            *([] if searches else small),
         ], options.threads)
     except pyvips.Error as error:
         raise ImageRejectedError(f"image could not be encoded: {first_line(error)}") from None
+    if searches:
+        files, (thumbnail, lqip, colour) = results, early[len(searches):]
+    else:
+        files, (thumbnail, lqip, colour) = results[:-3], results[-3:]
     *variants, master = files
     variants.sort(key=lambda file: (file.width, options.variant_formats.index(file.format)))
     return ProcessedImage(master=master, variants=tuple(variants), thumbnail=thumbnail, lqip=lqip,
