@@ -60,26 +60,6 @@ def chain(settings: Settings) -> ProviderChain:
     return ProviderChain.from_settings([FakeProvider("fake"), FakeProvider("other")], settings)
 
 
-@pytest.mark.parametrize("steps", [0, 1, 2, 3, 5, 8, 13, 21, 34, 55])
-async def test_cancelling_the_circuit_report_loop_at_any_step_leaves_no_transaction(
-        tmp_path: Path, chain: ProviderChain, steps: int) -> None:
-    database = tmp_path / "blogimg.db"
-    engine, _ = await open_database(f"sqlite+aiosqlite:///{database}")
-    try:
-        # A short interval: the loop writes (report, forget, compact) again and again, so the
-        # cancellation lands on a different statement, commit or sleep for each ``steps``.
-        loop = asyncio.create_task(report_loop(engine, "worker-1", chain, interval=0.001))
-        for _ in range(steps):
-            await asyncio.sleep(0.0005)
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
-        assert loop.cancelled()
-        assert checked_out(engine) == 0
-        assert await asyncio.to_thread(write_lock_is_free, database)
-    finally:
-        await engine.dispose()
-
-
 @pytest.mark.parametrize("delay", [0.0, 0.001, 0.005, 0.02])
 async def test_a_report_cancelled_while_waiting_for_the_lock_does_not_take_it_later(
         tmp_path: Path, chain: ProviderChain, delay: float) -> None:
