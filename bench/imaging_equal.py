@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import pyvips
@@ -29,6 +28,7 @@ from bench.imaging_quality import (
     fast_metric,
     reference_for,
     rgb,
+    worker_pool,
 )
 from blogimg.imaging.encoders import encode_bytes
 
@@ -158,7 +158,7 @@ def match_all(scored: list[Scored], baselines: Iterable[str], *, processes: int 
                 Target(row.side, row.deliverable, row.width, row.height, row.reference, row.bytes_scored))
             kinds[row.image] = row.category
     names = sorted(by_image)
-    with ProcessPoolExecutor(processes) as pool:
+    with worker_pool(processes) as pool:
         results = pool.map(match_image, [f"{corpus_folder}/{n}" for n in names], names,
                            [kinds[n] for n in names], [by_image[n] for n in names])
         return [match for image_matches in results for match in image_matches]

@@ -13,6 +13,7 @@ master as PNG or WebP for flat art: the master (full size), the WebP variants an
 from __future__ import annotations
 
 import io
+import multiprocessing
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -30,6 +31,13 @@ SCORE_WIDTH = 768  #: the variant width scored (or the source's own, when it is 
 SETS = ("all", *CATEGORIES)
 SAME_MEAN = 0.5  #: blogimg's mean may be this far below the baseline's and still count as equal
 BYTES_TARGET = 0.80
+
+
+def worker_pool(processes: int) -> ProcessPoolExecutor:
+    """Worker processes started fresh, never forked: a fork of a process whose libvips (or any other)
+    threads hold a lock copies the lock held, and the child waits on it for ever. Under pytest the
+    earlier tests leave such threads, and a forked scorer hung CI's run until its 90 minutes ran out."""
+    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
 
 
 def fast_metric() -> tuple[str, Callable[[pyvips.Image, pyvips.Image], float]]:
@@ -127,7 +135,7 @@ def score_kept(corpus: Path, names: Iterable[str], kept: Path, sides: Iterable[s
                 total = sum(f.stat().st_size for f in files)
                 jobs.append((name, category(name), side, deliverable, width, total,
                              wanted[0].stat().st_size, wanted[0]))
-    with ProcessPoolExecutor(processes) as pool:
+    with worker_pool(processes) as pool:
         results = list(pool.map(score_file, [str(corpus / j[0]) for j in jobs], [str(j[7]) for j in jobs]))
     scored = []
     for job, (judged, fast, judged_seconds, fast_seconds, width, height) in zip(jobs, results, strict=True):
