@@ -31,12 +31,13 @@ from bench.imaging_quality import (
     worker_pool,
 )
 from blogimg.imaging.encoders import encode_bytes
+from blogimg.imaging.options import ImagingOptions
 
 MAX_ENCODES = 6
 STEP = 12  #: how far to step while the target is not yet bracketed
 FIRST_GUESS = {"jpeg": 80, "webp": 80, "avif": 50}  #: sharp's defaults: usually near the target
 FORMAT = {"master": "jpeg", "webp": "webp", "avif": "avif"}
-PRODUCTION_AVIF_EFFORT = 3
+PRODUCTION = ImagingOptions()  #: blogimg's production encoder settings
 EQUAL_LABELS = {"master": "master (full size)", "webp": f"WebP at {SCORE_WIDTH} wide",
                 "avif": f"AVIF at {SCORE_WIDTH} wide"}
 
@@ -54,7 +55,8 @@ class Trials:
     def at(self, quality: int) -> tuple[float, int]:
         if quality not in self.tried:
             data = encode_bytes(self.reference, self.image_format, quality, jpeg_encoder=self.jpeg_encoder,
-                                avif_effort=PRODUCTION_AVIF_EFFORT)
+                                avif_effort=PRODUCTION.avif_effort, webp_effort=PRODUCTION.webp_effort,
+                                avif_chroma=PRODUCTION.avif_chroma)
             decoded = rgb(pyvips.Image.new_from_buffer(data, ""))
             self.tried[quality] = (float(self.metric(self.reference, decoded)), len(data))
         return self.tried[quality]

@@ -30,7 +30,7 @@ os.environ.setdefault("VIPS_CONCURRENCY", "2")
 THREADS = 2
 #: What bench/sharp/run.mjs's identical mode uses, spelled out: blogimg's own defaults may move.
 IDENTICAL = {"quality_search": "off", "jpeg_encoder": "mozjpeg", "jpeg_quality": 85, "webp_quality": 80,
-             "avif_quality": 50}
+             "avif_quality": 50, "webp_effort": 4, "avif_chroma": "4:2:0"}
 FORMATS = ("jpeg", "webp", "avif", "thumbnail")
 
 

@@ -226,6 +226,9 @@ class Settings(BaseSettings):
     webp_quality: int = Field(78, ge=1, le=100)
     avif_quality: int = Field(50, ge=1, le=100)
     avif_effort: int = Field(3, ge=0, le=9, description="AVIF encoder effort; higher is slower.")
+    avif_chroma_subsampling: Literal["4:4:4", "4:2:0"] = Field(
+        "4:4:4", description="AVIF chroma: 4:4:4 was smaller at equal SSIMULACRA2 on the benchmark corpus.")
+    webp_effort: int = Field(6, ge=0, le=6, description="Lossy WebP encoder effort; higher is slower.")
     # Quality search (imaging/quality_search.py), judged by SSIMULACRA2 against the source. floor: the
     # fixed *_QUALITY, raised for a file that would score below its *_TARGET_SCORE and lowered for one
     # above CEILING_SCORE; target: every file at the lowest quality reaching its *_TARGET_SCORE; off.

@@ -26,7 +26,8 @@ def encode_with_budget(image: pyvips.Image, image_format: str, quality: int, opt
     needed = estimate(image_format, image.width, image.height, has_alpha=image.hasalpha(), quality=quality)
     with shared_budget(options.encoder_memory_bytes).reserve(needed):
         return encode_bytes(image, image_format, quality, jpeg_encoder=options.jpeg_encoder,
-                            avif_effort=options.avif_effort, lossless=lossless)
+                            avif_effort=options.avif_effort, webp_effort=options.webp_effort,
+                            avif_chroma=options.avif_chroma, lossless=lossless)
 
 
 def choose(probe: pyvips.Image, image_format: str, options: ImagingOptions, *, flat: bool) -> Choice:

@@ -59,11 +59,17 @@ def encoder_name(image_format: str, *, jpeg_encoder: str = "mozjpeg", lossless: 
 
 
 def encode_bytes(image: pyvips.Image, image_format: str, quality: int, *, jpeg_encoder: str = "mozjpeg",
-                 avif_effort: int = 3, webp_effort: int = 4, lossless: bool = False) -> bytes:
+                 avif_effort: int = 3, webp_effort: int = 6, avif_chroma: str = "4:4:4",
+                 lossless: bool = False) -> bytes:
     """One file of ``image`` (8-bit sRGB) in ``image_format`` at ``quality`` (1–100).
 
     ``lossless`` applies to WebP only: the exact pixels, ``quality`` then being the effort spent
     on compression. A PNG is always lossless; ``quality`` is ignored.
+
+    The defaults were measured at equal SSIMULACRA2 on photographs of the benchmark corpus: WebP
+    effort 6 makes files about 4% smaller than effort 4 for about half as much time again on WebP
+    (still a fraction of AVIF's), and AVIF without chroma subsampling (4:4:4, sharp's default too)
+    about 1.5% smaller than 4:2:0, at the same speed.
     """
     if image_format == "jpeg":
         flat = image.flatten(background=[255, 255, 255]) if image.hasalpha() else image
@@ -79,11 +85,13 @@ def encode_bytes(image: pyvips.Image, image_format: str, quality: int, *, jpeg_e
             data = add_png_xmp(data, image.get(XMP_FIELD))
         return data
     if image_format == "webp":
-        if lossless:
-            return image.webpsave_buffer(lossless=True, Q=quality, effort=webp_effort, keep=_KEEP)
+        if lossless:  # effort 6 would cost lossless WebP several times the time for little
+            return image.webpsave_buffer(lossless=True, Q=quality, effort=min(webp_effort, 4), keep=_KEEP)
         return image.webpsave_buffer(Q=quality, effort=webp_effort, smart_subsample=True, keep=_KEEP)
     if image_format == "avif":
-        return image.heifsave_buffer(Q=quality, compression="av1", effort=avif_effort, keep=_KEEP)
+        subsample = "off" if avif_chroma == "4:4:4" else "on"
+        return image.heifsave_buffer(Q=quality, compression="av1", effort=avif_effort, subsample_mode=subsample,
+                                     keep=_KEEP)
     raise ValueError(f"unknown output format {image_format!r}")
 
 

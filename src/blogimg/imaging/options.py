@@ -34,6 +34,8 @@ class ImagingOptions:
     webp_quality: int = 78
     avif_quality: int = 50
     avif_effort: int = 3
+    avif_chroma: str = "4:4:4"  #: or "4:2:0" (chroma subsampled)
+    webp_effort: int = 6  #: lossy WebP; lossless WebP stays at 4 (encoders.py)
     #: "floor": the fixed qualities above, searched only for files scoring below the target scores
     #: or above ceiling_score; "target": every file at its target score; "off" (quality_search.py)
     quality_search: str = "floor"
@@ -62,6 +64,8 @@ class ImagingOptions:
             webp_quality=settings.webp_quality,
             avif_quality=settings.avif_quality,
             avif_effort=settings.avif_effort,
+            avif_chroma=settings.avif_chroma_subsampling,
+            webp_effort=settings.webp_effort,
             quality_search=settings.quality_search,
             ceiling_score=settings.ceiling_score,
             jpeg_target_score=settings.jpeg_target_score,

@@ -1,0 +1,64 @@
+"""The encoder settings reach the files: AVIF's chroma subsampling is read back from the file's own
+av1C box, and WebP's effort from what libwebp makes of it."""
+
+from __future__ import annotations
+
+import pytest
+import pyvips
+from pydantic import ValidationError
+
+from blogimg.config import Settings
+from blogimg.imaging.options import ImagingOptions
+from blogimg.imaging.process import process_image
+
+
+def photo(width: int = 320, height: int = 240) -> pyvips.Image:
+    """A real photograph (scikit-image's astronaut), scaled to cover ``width``×``height``."""
+    from skimage import data
+
+    image = pyvips.Image.new_from_array(data.astronaut()).copy(interpretation="srgb")
+    image = image.resize(max(width / image.width, height / image.height))
+    return image.crop(0, 0, width, height).cast("uchar").copy_memory()
+
+
+def chroma_subsampling(avif: bytes) -> tuple[int, int]:
+    """(x, y) from the AV1 codec configuration box: 1 where that direction is subsampled."""
+    at = avif.index(b"av1C") + 4
+    flags = avif[at + 2]  # high_bitdepth, twelve_bit, monochrome, subsampling x, y, sample position (2)
+    return (flags >> 3) & 1, (flags >> 2) & 1
+
+
+def avif_variants(options: ImagingOptions) -> list[bytes]:
+    result = process_image(photo().pngsave_buffer(), options)
+    files = [file.data for file in result.variants if file.format == "avif"]
+    assert files
+    return files
+
+
+def test_avif_is_4_4_4_by_default_and_4_2_0_when_asked() -> None:
+    defaults = ImagingOptions(variant_widths=(160,), variant_formats=("avif",), threads=1, quality_search="off")
+    assert {chroma_subsampling(data) for data in avif_variants(defaults)} == {(0, 0)}
+    subsampled = ImagingOptions(variant_widths=(160,), variant_formats=("avif",), threads=1, quality_search="off",
+                                avif_chroma="4:2:0")
+    assert {chroma_subsampling(data) for data in avif_variants(subsampled)} == {(1, 1)}
+
+
+def test_webp_effort_changes_the_file() -> None:
+    made = {}
+    for effort in (0, 6):
+        options = ImagingOptions(variant_widths=(320,), variant_formats=("webp",), threads=1, quality_search="off",
+                                 webp_effort=effort)
+        made[effort] = next(file.data for file in process_image(photo().pngsave_buffer(), options).variants)
+    assert made[0] != made[6]
+    assert len(made[6]) < len(made[0])  # more effort, fewer bytes at the same quality
+
+
+def test_settings_reach_the_options_and_bad_values_are_refused() -> None:
+    options = ImagingOptions.from_settings(Settings(webp_effort=4, avif_chroma_subsampling="4:2:0"))
+    assert (options.webp_effort, options.avif_chroma) == (4, "4:2:0")
+    defaults = ImagingOptions.from_settings(Settings())
+    assert (defaults.webp_effort, defaults.avif_chroma) == (ImagingOptions().webp_effort, ImagingOptions().avif_chroma)
+    with pytest.raises(ValidationError):
+        Settings(webp_effort=7)
+    with pytest.raises(ValidationError):
+        Settings(avif_chroma_subsampling="4:2:2")
