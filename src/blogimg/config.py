@@ -222,25 +222,27 @@ class Settings(BaseSettings):
     variant_formats: Annotated[list[VariantFormat], NoDecode] = Field(
         default_factory=_default_variant_formats
     )
-    jpeg_quality: int = Field(82, ge=1, le=100)
+    jpeg_quality: int = Field(83, ge=1, le=100)
     webp_quality: int = Field(78, ge=1, le=100)
-    avif_quality: int = Field(50, ge=1, le=100)
+    avif_quality: int = Field(51, ge=1, le=100)
     avif_effort: int = Field(3, ge=0, le=9, description="AVIF encoder effort; higher is slower.")
     avif_chroma_subsampling: Literal["4:4:4", "4:2:0"] = Field(
         "4:4:4", description="AVIF chroma: 4:4:4 was smaller at equal SSIMULACRA2 on the benchmark corpus.")
     webp_effort: int = Field(6, ge=0, le=6, description="Lossy WebP encoder effort; higher is slower.")
     # Quality search (imaging/quality_search.py), judged by SSIMULACRA2 against the source. floor: the
-    # fixed *_QUALITY, raised for a file that would score below its *_TARGET_SCORE and lowered for one
-    # above CEILING_SCORE; target: every file at the lowest quality reaching its *_TARGET_SCORE; off.
+    # fixed *_QUALITY, raised for a file that would score below FLOOR_SCORE and lowered for one above
+    # CEILING_SCORE; target: every file at the lowest quality reaching its *_TARGET_SCORE; off.
     quality_search: Literal["floor", "target", "off"] = Field(
-        "floor", description="floor: fixed qualities kept between the target scores and the ceiling; "
-                             "target: every file at its target score; off: the fixed *_QUALITY.")
+        "floor", description="floor: fixed qualities kept between FLOOR_SCORE and CEILING_SCORE; "
+                             "target: every file at its *_TARGET_SCORE; off: the fixed *_QUALITY.")
+    floor_score: float = Field(
+        60.0, ge=30, le=100, description="floor mode: a file that would score below this is raised to it.")
     jpeg_target_score: float = Field(
-        70.0, ge=30, le=100, description="SSIMULACRA2 score of JPEG files: the floor, or the target.")
+        70.0, ge=30, le=100, description="target mode: the SSIMULACRA2 score of every JPEG file.")
     webp_target_score: float = Field(
-        70.0, ge=30, le=100, description="SSIMULACRA2 score of lossy WebP files: the floor, or the target.")
+        70.0, ge=30, le=100, description="target mode: the SSIMULACRA2 score of every lossy WebP file.")
     avif_target_score: float = Field(
-        70.0, ge=30, le=100, description="SSIMULACRA2 score of AVIF files: the floor, or the target.")
+        70.0, ge=30, le=100, description="target mode: the SSIMULACRA2 score of every AVIF file.")
     ceiling_score: float = Field(
         90.0, ge=30, le=100, description="floor mode: a file scoring above this (visually lossless) is made "
                                          "at the lowest quality that still reaches it.")
@@ -327,11 +329,9 @@ class Settings(BaseSettings):
 
     @field_validator("ceiling_score")
     @classmethod
-    def _ceiling_above_targets(cls, value: float, info: ValidationInfo) -> float:
-        low = [name for name in ("jpeg_target_score", "webp_target_score", "avif_target_score")
-               if info.data.get(name, 0) > value]
-        if low:  # the floor mode would aim below its own floor
-            raise ValueError(f"BLOGIMG_CEILING_SCORE is below {', '.join('BLOGIMG_' + n.upper() for n in low)}")
+    def _ceiling_above_floor(cls, value: float, info: ValidationInfo) -> float:
+        if info.data.get("floor_score", 0) > value:  # the floor mode would aim below its own floor
+            raise ValueError("BLOGIMG_CEILING_SCORE is below BLOGIMG_FLOOR_SCORE")
         return value
 
     @field_validator("cors_origins")

@@ -67,7 +67,9 @@ def test_a_higher_target_costs_a_higher_quality_and_more_bytes() -> None:
 
 def test_floor_mode_keeps_the_fixed_quality_between_the_floor_and_the_ceiling_with_one_trial() -> None:
     probe = photo_like(320, 240)
-    options = ImagingOptions(threads=1, avif_effort=0, webp_quality=80, webp_target_score=50.0, ceiling_score=95.0)
+    # The target score is target mode's alone: floor mode goes by the floor and the ceiling.
+    options = ImagingOptions(threads=1, avif_effort=0, webp_quality=80, floor_score=50.0, ceiling_score=95.0,
+                             webp_target_score=99.0)
     choice = choose(probe, "webp", options, flat=False)
     assert (choice.quality, choice.trials) == (80, 1)
     assert 50.0 <= choice.score <= 95.0
@@ -75,7 +77,7 @@ def test_floor_mode_keeps_the_fixed_quality_between_the_floor_and_the_ceiling_wi
 
 def test_floor_mode_raises_a_file_below_the_floor_and_lowers_one_above_the_ceiling() -> None:
     probe = photo_like(320, 240)
-    strict = ImagingOptions(threads=1, avif_effort=0, webp_quality=20, webp_target_score=80.0)
+    strict = ImagingOptions(threads=1, avif_effort=0, webp_quality=20, floor_score=80.0)
     raised = choose(probe, "webp", strict, flat=False)
     assert raised.quality is not None and raised.quality > 20 and raised.score >= 80.0
 
@@ -117,7 +119,7 @@ def test_a_photograph_keeps_lossy_files_and_every_file_says_how_it_was_made() ->
         assert file.quality is not None and file.encoder in {"libwebp", "libaom"}
     # The narrowest variant is the probe itself: its score was measured, and it reaches the target.
     for file in (f for f in result.variants if f.width == 320):
-        assert file.score is not None and file.score >= options.target_score(file.format)
+        assert file.score is not None and file.score >= options.floor_score
     # Every width of a format shares the quality the probe found.
     for image_format in ("webp", "avif"):
         assert len({f.quality for f in result.variants if f.format == image_format}) == 1
@@ -155,22 +157,23 @@ def test_a_jpeg_variant_of_flat_art_stays_a_jpeg_while_the_master_may_be_a_png()
     assert all(pyvips.Image.new_from_buffer(file.data, "").get("vips-loader") == "jpegload_buffer" for file in jpegs)
 
 
-def test_a_ceiling_below_a_target_is_refused_and_never_aimed_at() -> None:
+def test_a_ceiling_below_the_floor_is_refused_and_never_aimed_at() -> None:
     from pydantic import ValidationError
 
     from blogimg.config import Settings
 
-    with pytest.raises(ValidationError, match="CEILING_SCORE is below BLOGIMG_WEBP_TARGET_SCORE"):
-        Settings(webp_target_score=80.0, ceiling_score=75.0)
+    with pytest.raises(ValidationError, match="CEILING_SCORE is below BLOGIMG_FLOOR_SCORE"):
+        Settings(floor_score=80.0, ceiling_score=75.0)
+    Settings(webp_target_score=95.0, ceiling_score=90.0)  # targets are target mode's: no ceiling there
     # ImagingOptions built by hand is not validated: the search still never aims below the floor.
     probe = photo_like(320, 240)
-    choice = choose(probe, "webp", ImagingOptions(threads=1, webp_target_score=70.0, ceiling_score=40.0), flat=False)
+    choice = choose(probe, "webp", ImagingOptions(threads=1, floor_score=70.0, ceiling_score=40.0), flat=False)
     assert choice.score >= 70.0
 
 
 def test_a_start_quality_outside_the_search_range_is_brought_into_it() -> None:
     gradient = (pyvips.Image.xyz(320, 240)[0] * 0.7 + 20).cast("uchar").bandjoin([80, 160]).copy(interpretation="srgb")
-    options = ImagingOptions(threads=1, jpeg_quality=2, jpeg_target_score=30.0, ceiling_score=31.0)
+    options = ImagingOptions(threads=1, jpeg_quality=2, floor_score=30.0, ceiling_score=31.0)
     choice = choose(gradient.copy_memory(), "jpeg", options, flat=False)
     assert choice.quality is not None and LOWEST <= choice.quality
 
@@ -179,7 +182,7 @@ def test_an_image_narrower_than_every_variant_width_is_its_own_probe() -> None:
     result = process_image(photo_like(120, 90).pngsave_buffer(), OPTIONS)
     assert {file.width for file in result.variants} == {120}
     # The master is the probe too: its file is the search's trial, with its score.
-    assert result.master.score is not None and result.master.score >= OPTIONS.target_score("jpeg")
+    assert result.master.score is not None and result.master.score >= OPTIONS.floor_score
 
 
 def test_remade_variants_are_searched_on_the_same_probe_and_keep_its_score() -> None:
@@ -189,7 +192,7 @@ def test_remade_variants_are_searched_on_the_same_probe_and_keep_its_score() -> 
     master = process_image(photo_like(600, 450).pngsave_buffer(), options).master.data
     remade = make_variants(master, options, {("webp", 320), ("webp", 480)})
     assert [file.width for file in remade] == [320, 480]
-    assert remade[0].score is not None and remade[0].score >= options.target_score("webp")
+    assert remade[0].score is not None and remade[0].score >= options.floor_score
     assert remade[1].score is None  # wider files are not scored: their quality is the probe's
     assert remade[0].quality == remade[1].quality
 

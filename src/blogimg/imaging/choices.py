@@ -46,7 +46,7 @@ def choose(probe: pyvips.Image, image_format: str, options: ImagingOptions, *, f
         def lossless() -> bytes:
             return encode_with_budget(probe, "png", 100, options)
     if options.quality_search == "floor":
-        return search_quality(probe, image_format, options.target_score(image_format), lossy,
+        return search_quality(probe, image_format, options.floor_score, lossy,
                               start=options.fixed_quality(image_format), ceiling=options.ceiling_score,
                               lossless=lossless)
     return search_quality(probe, image_format, options.target_score(image_format), lossy, lossless=lossless)
