@@ -23,7 +23,8 @@ LOSSLESS_WEBP_EFFORT = 75
 def encode_with_budget(image: pyvips.Image, image_format: str, quality: int, options: ImagingOptions, *,
                        lossless: bool = False) -> bytes:
     """``encode_bytes`` within the process-wide encoder memory budget (encoder_memory.py)."""
-    needed = estimate(image_format, image.width, image.height, has_alpha=image.hasalpha(), quality=quality)
+    needed = estimate(image_format, image.width, image.height, has_alpha=image.hasalpha(), quality=quality,
+                      avif_chroma=options.avif_chroma)
     with shared_budget(options.encoder_memory_bytes).reserve(needed):
         return encode_bytes(image, image_format, quality, jpeg_encoder=options.jpeg_encoder,
                             avif_effort=options.avif_effort, webp_effort=options.webp_effort,
