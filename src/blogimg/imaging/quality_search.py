@@ -17,9 +17,9 @@ What one search costs, and how it is kept small:
   ``q_auto``). *floor*: the format's fixed quality is kept while its file scores between a floor
   (medium-high quality by default) and a ceiling (visually lossless); only files outside are
   searched, up to the floor or down to the ceiling. A fixed quality spends bytes where they buy
-  the most score (a smooth image gains many points for few bytes, a textured one few for many), so at an
-  equal *mean* score it needs fewer bytes than a constant target, and the floor still keeps every
-  image from looking bad; most files need one trial.
+  the most score (a smooth image gains many points for few bytes, a textured one few for many),
+  so at an equal *mean* score it needs fewer bytes than a constant target, and the floor still
+  keeps every image from looking bad; most files need one trial.
 - The first guess comes from the target (a line fitted per format on the corpus), the next from
   the slope between the last two trials (secant), never outside the bracket found so far; the
   search ends as soon as a passing trial is within ``CLOSE_ENOUGH`` of the target or the bracket is
