@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import pyvips
 from sqlalchemy import insert, select
 
 from blogimg.db.tables import BlogPost, GeneratedImage, ImagePromptRow, utcnow
@@ -259,3 +260,12 @@ def read_tags(files: dict[str, bytes], folder: Path) -> dict[str, dict[str, Any]
     run = subprocess.run([exiftool(), "-j", "-G", *paths], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     return {paths[entry["SourceFile"]]: entry for entry in json.loads(run.stdout)}
+
+
+def photo_like(width: int, height: int) -> pyvips.Image:
+    """A real photograph (scikit-image's astronaut), scaled to cover ``width``×``height``."""
+    from skimage import data
+
+    image = pyvips.Image.new_from_array(data.astronaut()).copy(interpretation="srgb")
+    image = image.resize(max(width / image.width, height / image.height))
+    return image.crop(0, 0, width, height).cast("uchar").copy_memory()

@@ -10,15 +10,11 @@ from pydantic import ValidationError
 from blogimg.config import Settings
 from blogimg.imaging.options import ImagingOptions
 from blogimg.imaging.process import process_image
+from tests.support import photo_like
 
 
-def photo(width: int = 320, height: int = 240) -> pyvips.Image:
-    """A real photograph (scikit-image's astronaut), scaled to cover ``width``×``height``."""
-    from skimage import data
-
-    image = pyvips.Image.new_from_array(data.astronaut()).copy(interpretation="srgb")
-    image = image.resize(max(width / image.width, height / image.height))
-    return image.crop(0, 0, width, height).cast("uchar").copy_memory()
+def photo() -> pyvips.Image:
+    return photo_like(320, 240)
 
 
 def chroma_subsampling(avif: bytes) -> tuple[int, int]:

@@ -12,19 +12,11 @@ from blogimg.imaging.encoders import add_jpeg_xmp, encode_bytes
 from blogimg.imaging.options import ImagingOptions
 from blogimg.imaging.process import process_image
 from blogimg.imaging.quality_search import LOWEST, STEP, few_colours, score_file
+from tests.support import photo_like
 
 OPTIONS = ImagingOptions(variant_widths=(160, 320), threads=1, avif_effort=0)
 TARGET = ImagingOptions(variant_widths=(160, 320), threads=1, avif_effort=0, quality_search="target",
                         jpeg_target_score=78.0, webp_target_score=72.0, avif_target_score=74.0)
-
-
-def photo_like(width: int, height: int) -> pyvips.Image:
-    """A real photograph (scikit-image's astronaut), scaled to cover ``width``×``height``."""
-    from skimage import data
-
-    image = pyvips.Image.new_from_array(data.astronaut()).copy(interpretation="srgb")
-    image = image.resize(max(width / image.width, height / image.height))
-    return image.crop(0, 0, width, height).cast("uchar").copy_memory()
 
 
 def flat_art(width: int, height: int) -> pyvips.Image:

@@ -40,7 +40,8 @@ _BYTES_PER_PIXEL = {
 }
 #: From quality 90 libvips stops subsampling a JPEG's chroma, so mozjpeg keeps three full planes of
 #: coefficients: 14.6 bytes a pixel measured at 95 on a 7071×7071 image (7.7 at 83).
-_JPEG_FULL_CHROMA = (90, 15)
+_JPEG_FULL_CHROMA_FROM_QUALITY = 90
+_JPEG_FULL_CHROMA_BYTES_PER_PIXEL = 15
 #: AVIF without chroma subsampling (4:4:4, the default) holds full-size chroma planes in every
 #: frame libaom keeps: 52.6 bytes a pixel against 22.9 for 4:2:0 at quality 51 (2000×2000 image).
 _AVIF_FULL_CHROMA_FACTOR = 2.5
@@ -58,8 +59,8 @@ def estimate(image_format: str, width: int, height: int, *, has_alpha: bool, qua
         per_pixel = per_pixel * (1 + (quality - 50) * _AVIF_GROWTH_PER_QUALITY)
     if image_format == "avif" and avif_chroma == "4:4:4":
         per_pixel *= _AVIF_FULL_CHROMA_FACTOR
-    if image_format == "jpeg" and (quality is None or quality >= _JPEG_FULL_CHROMA[0]):
-        per_pixel = max(per_pixel, _JPEG_FULL_CHROMA[1])
+    if image_format == "jpeg" and (quality is None or quality >= _JPEG_FULL_CHROMA_FROM_QUALITY):
+        per_pixel = max(per_pixel, _JPEG_FULL_CHROMA_BYTES_PER_PIXEL)
     return math.ceil(width * height * per_pixel)
 
 
