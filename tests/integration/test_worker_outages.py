@@ -82,6 +82,9 @@ async def test_jobs_a_full_disk_run_gives_back_at_its_end_are_not_counted(tmp_pa
     async with open_runtime(settings.model_copy(update={"shutdown_grace": 0.0}), providers=["fake"],
                             registry=registry_with(provider), storage=FullDisk()) as runtime:
         worker = runtime.worker(concurrency=2)
+        # Polled at once: the run stops while the first job is still giving itself back (as a loaded
+        # machine once had it), which must not have the stop give it back a second time.
+        worker.poll_interval = 0.001
         with pytest.raises(StorageFullError):
             await run_batch(runtime.database, PostsToEnqueue(posts), worker=worker)
         images = await rows(runtime)

@@ -106,6 +106,7 @@ class Worker:
         self._paused_until = 0.0
         self._pauses = 0  #: pauses since an image last succeeded; while any, one job at a time
         self._given_back: dict[int, int] = {}  #: image id → uncounted give-backs for a lost connection
+        self._giving_back: dict[int, asyncio.Task] = {}  #: image id → its job's task, giving it back itself
         #: The alert rules' loop (pipeline/alerting.py), run beside the jobs; the runtime sets it.
         self.alert_loop: Callable[[], Coroutine[Any, Any, None]] | None = None
         #: The webhook outbox's sender (pipeline/webhook_sender.py); the runtime sets it.
@@ -204,9 +205,14 @@ class Worker:
             pending = {task for task in pending if not task.done()}
         hurry.cancel()
         unfinished = [task for task in tasks if not task.done()]
-        held = list(self._held.values())  # snapshot before cancellation forgets them
+        # A job already giving itself back (its own full disk, a lost connection) finishes that:
+        # cancelled halfway, its release could roll back and be done again below, counted twice.
+        giving_back = set(self._giving_back.values())
+        held = [job for job in self._held.values()  # snapshot before cancellation forgets them
+                if job.image_id not in self._giving_back]
         for task in unfinished:
-            task.cancel()
+            if task not in giving_back:
+                task.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
         for job in held:
             # Fenced: a job that did finish meanwhile no longer carries this token; nothing changes.
@@ -337,7 +343,13 @@ class Worker:
             counts = times > UNCOUNTED_GIVE_BACKS
             log.warning("image %s goes back to the queue%s: %s", job.image_id,
                         f" (lost its connection {times} times: the claim counts)" if counts else "", describe(why))
-        await self._release(job, counts=counts)
+        task = asyncio.current_task()
+        if task is not None:
+            self._giving_back[job.image_id] = task
+        try:
+            await self._release(job, counts=counts)
+        finally:
+            self._giving_back.pop(job.image_id, None)
 
     async def _release(self, job: ClaimedJob, *, counts: bool) -> bool:
         """Whether the job went back to the queue; when even that fails, its lease runs out."""
