@@ -2,10 +2,13 @@
 
 The WebP and AVIF encoders take the whole picture at once and keep several copies of it (RGBA,
 YUV, sharp-YUV planes, the encoder's own frames): measured on a 7071×7071 image, about 16 bytes a
-pixel for WebP and 21 for AVIF, and twice that with an alpha band. Encoding the full-size WebP,
+pixel for WebP and 21 for AVIF with chroma subsampled (4:2:0), 2.3 times that at 4:4:4 (the
+default); with an alpha band, 34 for WebP and 32 for AVIF 4:2:0. Encoding the full-size WebP,
 the full-size AVIF and the progressive JPEG master of one such image side by side peaked at 2.6 GB.
 Each encode reserves its estimate from one budget shared by every image in the process first;
-one that needs more than the whole budget waits until it can run alone. Small files (every
+one that needs more than the whole budget waits until it can run alone, and may then hold more
+than the budget (the widest AVIF variant, 4096² with alpha at 4:4:4, is estimated at 1.3 GB at
+quality 51). Small files (every
 variant of an ordinary image) fit many at once, so the budget only serialises the large ones.
 
 When a large encode ends, its memory is handed back to the system before the next one starts:

@@ -35,6 +35,7 @@ _ICC_SIGNATURE = b"ICC_PROFILE\x00"  #: then chunk number and count: one chunk o
 _ICC_FIELD = "icc-profile-data"
 #: What each format's files are made by, as stored beside each file (image_variants.encoder).
 ENCODER_NAMES = {"webp": "libwebp", "avif": "libaom", "png": "libpng"}
+LOSSLESS_WEBP_EFFORT = 4  #: whatever WEBP_EFFORT says, which is lossy WebP's
 
 
 @cache
@@ -86,8 +87,8 @@ def encode_bytes(image: pyvips.Image, image_format: str, quality: int, *, jpeg_e
             data = add_png_xmp(data, image.get(XMP_FIELD))
         return data
     if image_format == "webp":
-        if lossless:  # effort 6 would cost lossless WebP several times the time for little
-            return image.webpsave_buffer(lossless=True, Q=quality, effort=min(webp_effort, 4), keep=_KEEP)
+        if lossless:  # not webp_effort: 6 would cost lossless WebP several times the time for little
+            return image.webpsave_buffer(lossless=True, Q=quality, effort=LOSSLESS_WEBP_EFFORT, keep=_KEEP)
         return image.webpsave_buffer(Q=quality, effort=webp_effort, smart_subsample=True, keep=_KEEP)
     if image_format == "avif":
         subsample = "off" if avif_chroma == "4:4:4" else "on"

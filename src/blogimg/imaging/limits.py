@@ -25,8 +25,8 @@ MAX_SIDE = 16_383
 DEFAULT_MAX_ASPECT_RATIO = 8.0
 DEFAULT_MAX_PIXELS = 50_000_000
 #: The largest responsive variant, in pixels: 4096×4096, every provider's largest output. WebP and
-#: AVIF encoders hold about 33 bytes a pixel of an RGBA picture (encoder_memory.py), 1.6 GB for a
-#: full-size 7071×7071 variant, and no page shows more than a 4K screen's width. A larger
+#: AVIF encoders hold 34 to 80 bytes a pixel of an RGBA picture (encoder_memory.py), 1.7 to 4 GB
+#: for a full-size 7071×7071 variant, and no page shows more than a 4K screen's width. A larger
 #: original's widest variant is scaled down to this; its master keeps every pixel.
 DEFAULT_MAX_VARIANT_PIXELS = 4096 * 4096
 
