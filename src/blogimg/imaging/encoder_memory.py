@@ -8,8 +8,8 @@ the full-size AVIF and the progressive JPEG master of one such image side by sid
 Each encode reserves its estimate from one budget shared by every image in the process first;
 one that needs more than the whole budget waits until it can run alone, and may then hold more
 than the budget (the widest AVIF variant, 4096² with alpha at 4:4:4, is estimated at 1.3 GB at
-quality 51). Small files (every
-variant of an ordinary image) fit many at once, so the budget only serialises the large ones.
+quality 51). Small files (every variant of an ordinary image) fit many at once, so the budget
+only serialises the large ones.
 
 When a large encode ends, its memory is handed back to the system before the next one starts:
 glibc keeps what a thread frees in that thread's arena, where an encoder on another pool thread
