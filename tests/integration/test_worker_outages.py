@@ -22,7 +22,6 @@ from blogimg.db.jobs import PostsToEnqueue
 from blogimg.db.tables import GeneratedImage, GenerationAttempt
 from blogimg.domain import Outcome, Status
 from blogimg.errors import DatabaseUnavailableError, StorageFullError
-from blogimg.pipeline import worker as worker_module
 from blogimg.pipeline.batches import run_batch
 from blogimg.pipeline.generate import read_posts
 from blogimg.pipeline.runtime import open_runtime
@@ -93,41 +92,6 @@ async def test_jobs_a_full_disk_run_gives_back_at_its_end_are_not_counted(tmp_pa
     assert [(image.status, image.attempts) for image in images] == [(Status.QUEUED, 0), (Status.QUEUED, 0)]
     assert worker.released == 1
 
-
-async def stop_while_a_job_gives_itself_back(tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch,
-                                             *, hurry: bool) -> None:
-    """One job meets the full disk and gives itself back to a database that never answers; the run
-    (no grace) must still end: at once after a second stop, else GIVE_BACK_WAIT later."""
-    posts = read_posts([write_posts(tmp_path / "posts", 1, markers=0)], settings)
-    async with open_runtime(settings.model_copy(update={"shutdown_grace": 0.0}), providers=["fake"],
-                            registry=registry_with(FakeProvider("fake")), storage=FullDisk()) as runtime:
-        worker = runtime.worker(concurrency=1)
-        releasing = asyncio.Event()
-
-        async def unanswered_release(*_: Any, **__: Any) -> bool:
-            releasing.set()
-            await asyncio.Event().wait()
-            return True
-
-        monkeypatch.setattr(worker.queue, "release", unanswered_release)
-        run = asyncio.create_task(run_batch(runtime.database, PostsToEnqueue(posts), worker=worker))
-        await asyncio.wait_for(releasing.wait(), 30)
-        if hurry:
-            worker.stop(immediately=True)
-        with pytest.raises(StorageFullError):
-            await asyncio.wait_for(run, 5)
-
-
-async def test_a_second_stop_does_not_wait_for_a_job_giving_itself_back(
-        tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert worker_module.GIVE_BACK_WAIT > 5  # so waiting for it would fail the test
-    await stop_while_a_job_gives_itself_back(tmp_path, settings, monkeypatch, hurry=True)
-
-
-async def test_a_job_giving_itself_back_is_waited_for_only_so_long(
-        tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(worker_module, "GIVE_BACK_WAIT", 1.0)
-    await stop_while_a_job_gives_itself_back(tmp_path, settings, monkeypatch, hurry=False)
 
 async def test_a_worker_that_resumes_pauses_on_a_full_disk_says_so_and_carries_on(
         tmp_path: Path, settings: Settings, caplog: pytest.LogCaptureFixture) -> None:

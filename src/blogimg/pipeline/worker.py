@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from blogimg import logs
@@ -52,10 +52,6 @@ EventCallback = Callable[[ProgressEvent], None]
 #: Times one worker gives a job back uncounted for a lost database connection; then its claims
 #: count, so a job that loses its connection every time still ends (``max_attempts``).
 UNCOUNTED_GIVE_BACKS = 3
-#: Seconds a shutdown waits for jobs already giving themselves back (one database call) after the
-#: grace period; a second stop signal does not wait. One still out then is cancelled: its job is
-#: not released again, and if its release rolled back, its lease runs out and it is claimed anew.
-GIVE_BACK_WAIT = 10.0
 
 
 class Worker:
@@ -207,23 +203,16 @@ class Worker:
             await asyncio.wait({*pending, hurry}, timeout=deadline - loop.time(),
                                return_when=asyncio.FIRST_COMPLETED)
             pending = {task for task in pending if not task.done()}
+        hurry.cancel()
         unfinished = [task for task in tasks if not task.done()]
-        # A job already giving itself back (its own full disk, a lost connection, a rate limit)
-        # finishes that: cancelled halfway, its release could roll back and be done again below.
-        giving_back = set(self._giving_back.values()) & set(unfinished)
+        # A job already giving itself back (its own full disk, a lost connection) finishes that:
+        # cancelled halfway, its release could roll back and be done again below, counted twice.
+        giving_back = set(self._giving_back.values())
         held = [job for job in self._held.values()  # snapshot before cancellation forgets them
                 if job.image_id not in self._giving_back]
         for task in unfinished:
             if task not in giving_back:
                 task.cancel()
-        stop_waiting = max(loop.time(), deadline) + GIVE_BACK_WAIT
-        while ((pending := {task for task in giving_back if not task.done()})
-               and not self._hurry.is_set() and loop.time() < stop_waiting):
-            await asyncio.wait({*pending, hurry}, timeout=stop_waiting - loop.time(),
-                               return_when=asyncio.FIRST_COMPLETED)
-        hurry.cancel()
-        for task in giving_back:
-            task.cancel()  # no-op for those done
         await asyncio.gather(*unfinished, return_exceptions=True)
         for job in held:
             # Fenced: a job that did finish meanwhile no longer carries this token; nothing changes.
@@ -310,12 +299,9 @@ class Worker:
         if not isinstance(result, ChainSuccess):
             # Rate limits alone are no reason to fail an image: back to the queue while claims are
             # left (the chain's pacing holds the next try back); the last claim fails it rate_limited.
-            if result.retry_later and job.attempts < self.max_job_attempts:
-                with self._giving_itself_back(job):
-                    released = await self.queue.release(job)
-                if released:
-                    log.info("image %s waits in the queue: %s", job.image_id, result.error)
-                    return
+            if result.retry_later and job.attempts < self.max_job_attempts and await self.queue.release(job):
+                log.info("image %s waits in the queue: %s", job.image_id, result.error)
+                return
             await self._fail(job, result.code, result.error)
             return
         provider, image = result.provider, result.result
@@ -357,18 +343,11 @@ class Worker:
             counts = times > UNCOUNTED_GIVE_BACKS
             log.warning("image %s goes back to the queue%s: %s", job.image_id,
                         f" (lost its connection {times} times: the claim counts)" if counts else "", describe(why))
-        with self._giving_itself_back(job):
-            await self._release(job, counts=counts)
-
-    @contextlib.contextmanager
-    def _giving_itself_back(self, job: ClaimedJob) -> Iterator[None]:
-        """Marks ``job``'s task while it gives the job back, so that a shutdown lets it finish
-        (see _drain) instead of cancelling it halfway and releasing the job a second time."""
         task = asyncio.current_task()
         if task is not None:
             self._giving_back[job.image_id] = task
         try:
-            yield
+            await self._release(job, counts=counts)
         finally:
             self._giving_back.pop(job.image_id, None)
 
