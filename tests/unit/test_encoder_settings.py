@@ -58,6 +58,7 @@ def test_lossless_webp_keeps_its_own_effort_whatever_webp_effort_says() -> None:
     assert made[0] == small.webpsave_buffer(lossless=True, Q=100, effort=LOSSLESS_WEBP_EFFORT, keep="icc,xmp")
     assert made[0] != small.webpsave_buffer(lossless=True, Q=100, effort=0, keep="icc,xmp")
 
+
 def test_settings_reach_the_options_and_bad_values_are_refused() -> None:
     options = ImagingOptions.from_settings(Settings(webp_effort=4, avif_chroma_subsampling="4:2:0"))
     assert (options.webp_effort, options.avif_chroma) == (4, "4:2:0")
