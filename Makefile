@@ -43,6 +43,7 @@ test: $(DEV_STAMP)
 ## (the imaging benchmark installs sharp with `npm ci` in bench/sharp on first use: Node.js 20+)
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.imaging
+	$(BIN)/python -m bench.imaging_bound
 	$(BIN)/python -m bench.orchestration
 	$(BIN)/python -m bench.database
 	$(BIN)/python -m bench.api

@@ -144,8 +144,8 @@ def render_report() -> str:
 
 
 def _order(path: Path) -> tuple[int, str]:
-    # The order: imaging, orchestration, database, API; anything new after them.
-    known = ["imaging", "orchestration", "database", "api"]
+    # The order: imaging (and its allocation bound), orchestration, database, API; anything new after them.
+    known = ["imaging", "imaging_bound", "orchestration", "database", "api"]
     return (known.index(path.stem) if path.stem in known else len(known), path.stem)
 
 

@@ -10,7 +10,7 @@ import shutil
 import pytest
 from bench.common import RESULTS, render_report
 
-from bench import api, database, imaging, orchestration
+from bench import api, database, imaging, imaging_bound, orchestration
 from tests.postgres import server_url
 
 
@@ -82,6 +82,27 @@ def test_imaging_benchmark_runs() -> None:
         assert row[2] > 0 and 0 <= row[3] <= row[4] and -1 <= row[5] <= 1, row
     assert agreement[("any deliverable", "all")][2] == len(scores)
     assert details["notes"]
+
+
+def test_allocation_bound_runs() -> None:
+    if not (RESULTS / "tiny" / "imaging.json").is_file():
+        test_imaging_benchmark_runs()  # the bound is taken against its scored files (skips without Node.js)
+    imaging_bound.main(["--tiny", "--fresh"])  # swept, not read from a cache
+    details = result("imaging_bound")["details"]
+    encoders = {encoder.name for encoder in imaging_bound.ENCODERS}
+    assert details["curves"] and all(set(curves) == encoders for curves in details["curves"].values())
+    for curves in details["curves"].values():
+        assert all(size > 0 and 0 < score <= 100 for points in curves.values() for _, size, score in points)
+    figures = details["figures"]
+    assert {(f["deliverable"], f["set"]) for f in figures} >= {(d, "all") for d in ("master", "webp", "avif")}
+    for figure in figures:  # a lower bound, under a choice that meets the conditions, or neither
+        choice = figure["choice"]
+        assert not choice["feasible"] or figure["bound"] is not None, figure
+        assert figure["bound"] is None or 0 < figure["bound"] <= choice["bytes"], figure
+    assert all(f["choice"]["feasible"] for f in figures if f["set"] == "all" and f["production"]), figures
+    (table,) = details["tables"]
+    assert len(table["rows"]) == len(figures) and all(len(row) == len(table["header"]) for row in table["rows"])
+    assert len(details["notes"]) >= 3
 
 
 def test_api_benchmark_runs() -> None:

@@ -1,0 +1,303 @@
+"""The imaging benchmark's part (e): the fewest bytes any choice of quality per image could give.
+
+The issue's bytes target (≤ 0.80× sharp's at equal quality) leaves blogimg two levers: a better
+encoder, and a better quality for each image. Table (c) of bench/imaging.py measures the first,
+image by image. This measures the most the second could ever give, whatever the search:
+
+- For every image and deliverable, an encoder is swept over a grid of qualities at the size the
+  benchmark scores (the master at full size, the WebP and AVIF at SCORE_WIDTH): each file's bytes
+  and its SSIMULACRA2 (blogimg's fast metric, within METRIC_TOLERANCE of the reference package that
+  scored sharp's files). Flat art also has the lossless file production weighs for it (a PNG
+  master, a lossless WebP; `imaging/choices.py`), judged flat on the same 480-px probe.
+- The issue's "equal quality" against sharp's scored files allows any choice of one quality per
+  image whose scores have a mean ≥ T (sharp's mean − SAME_MEAN) and none below L (sharp's lowest).
+  For every λ ≥ 0, Σᵢ min_q [bytesᵢ(q) − λ·(scoreᵢ(q) − T)] over the qualities scoring ≥ L is at most
+  the bytes of *any* such choice (the added term is ≤ 0 for it): a lower bound, by Lagrangian
+  duality. The best λ found is the **bound**; the minimiser at the smallest λ whose mean reaches T
+  meets both conditions and is reported too (**best choice**), to show the bound is nearly reached.
+  The bound takes T and L METRIC_TOLERANCE lower, the best choice that much higher, so neither
+  claim rests on the two metrics' last digit.
+- The same for encoders that could close the gap: AVIF at sharp's effort 4 (production runs 3;
+  effort 6 takes about twice effort 4's time again, too long for this sweep), jpegli for the master
+  (production runs mozjpeg), and JPEG XL (libjxl through imagecodecs), which not every browser
+  decodes.
+
+Two limits, both in the bound's favour or neutral: it is over the grid (a quality between two grid
+points could do a little better), and each file is encoded from the exactly resized reference it
+is scored against (production resizes once more on its own). It covers the scored file only: a
+variant's one quality serves every width, so the scored width's bytes stand for the rest.
+
+sharp's scored files and scores are read from the imaging benchmark's result, so run
+bench/imaging.py first (`make bench` does). Each image's sweep is cached in the corpus folder, keyed
+by the encoders and grids, so a run interrupted or re-reported does not sweep again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import inspect
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy
+import pyvips
+
+from bench.common import RESULTS, write_result
+from bench.imaging_bound_math import Point, bound
+from bench.imaging_corpus import build
+from bench.imaging_quality import (
+    DELIVERABLES,
+    LABELS,
+    SAME_MEAN,
+    SETS,
+    fast_metric,
+    reference_for,
+    rgb,
+    worker_pool,
+)
+from blogimg.imaging import encoders as encoders_module
+from blogimg.imaging import perceptual
+from blogimg.imaging.choices import LOSSLESS_WEBP_EFFORT
+from blogimg.imaging.encoders import encode_bytes, jpegli_available
+from blogimg.imaging.options import ImagingOptions
+from blogimg.imaging.quality_search import few_colours
+
+PRODUCTION = ImagingOptions()
+METRIC_TOLERANCE = 0.002  #: the fast metric's largest difference from the reference on the corpus
+#: Qualities swept per format: dense where sharp's defaults land (JPEG/WebP 80, AVIF 50), so the
+#: bound is close to what a finer search could find, and wide enough to reach sharp's lowest.
+GRIDS = {
+    "jpeg": (40, 50, 58, 64, 68, 72, 75, 78, 80, 82, 84, 86, 88, 90, 93, 96),
+    "webp": (40, 50, 58, 64, 68, 72, 75, 78, 80, 82, 84, 86, 88, 90, 93, 96),
+    "avif": (24, 30, 35, 40, 43, 46, 48, 50, 52, 54, 56, 60, 64, 70, 76, 84),
+    "jxl": (30, 40, 50, 58, 64, 70, 75, 80, 84, 88, 92),
+}
+TINY_GRIDS = {name: grid[::3] for name, grid in GRIDS.items()}
+JXL_EFFORT = 7  #: libjxl's default
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """One way of making a deliverable's file: a name for the table and the grid it sweeps."""
+
+    name: str
+    deliverable: str
+    grid: str  #: key of GRIDS: the format
+    production: bool = False  #: blogimg's production encoder for this deliverable
+    jpeg_encoder: str = PRODUCTION.jpeg_encoder
+    avif_effort: int = PRODUCTION.avif_effort
+
+
+ENCODERS = (
+    Encoder(f"{PRODUCTION.jpeg_encoder} (production)", "master", "jpeg", production=True),
+    Encoder("jpegli", "master", "jpeg", jpeg_encoder="jpegli"),
+    Encoder(f"JPEG XL, effort {JXL_EFFORT}", "master", "jxl"),
+    Encoder(f"libwebp, effort {PRODUCTION.webp_effort} (production)", "webp", "webp", production=True),
+    Encoder(f"libaom, effort {PRODUCTION.avif_effort} (production)", "avif", "avif", production=True),
+    Encoder("libaom, effort 4 (sharp's)", "avif", "avif", avif_effort=4),
+)
+
+
+def available(encoder: Encoder) -> bool:
+    """Whether this machine has the encoder (encode_bytes would quietly use mozjpeg for jpegli)."""
+    if encoder.grid == "jxl":
+        try:
+            import imagecodecs
+        except ImportError:
+            return False
+        return bool(imagecodecs.JPEGXL.available)
+    return encoder.jpeg_encoder != "jpegli" or jpegli_available()
+
+
+def encode(encoder: Encoder, image: pyvips.Image, quality: int) -> bytes:
+    """``image`` (8-bit, three bands) at ``quality`` with this encoder's settings."""
+    if encoder.grid == "jxl":
+        import imagecodecs  # a bench dependency only, imported where it is needed
+
+        pixels = numpy.frombuffer(image.write_to_memory(), dtype=numpy.uint8).reshape(image.height, image.width,
+                                                                                      image.bands)
+        return bytes(imagecodecs.jpegxl_encode(pixels, level=quality, effort=JXL_EFFORT))  # level: cjxl's -q
+    return encode_bytes(image, encoder.grid, quality, jpeg_encoder=encoder.jpeg_encoder,
+                        avif_effort=encoder.avif_effort, webp_effort=PRODUCTION.webp_effort,
+                        avif_chroma=PRODUCTION.avif_chroma)
+
+
+def decode(encoder: Encoder, data: bytes) -> pyvips.Image:
+    """The file's pixels as the metric takes them (libvips has no JPEG XL decoder here)."""
+    if encoder.grid == "jxl":
+        import imagecodecs
+
+        pixels = imagecodecs.jpegxl_decode(data)
+        bands = pixels.shape[2] if pixels.ndim == 3 else 1
+        return rgb(pyvips.Image.new_from_memory(pixels.tobytes(), pixels.shape[1], pixels.shape[0], bands, "uchar"))
+    return rgb(pyvips.Image.new_from_buffer(data, ""))
+
+
+def sweep_key(encoders: tuple[Encoder, ...], grids: dict[str, tuple[int, ...]]) -> str:
+    """What a cached sweep depends on besides the corpus (whose folder holds the cache): the
+    encoders, grids and settings, and the code that encodes and scores."""
+    code = [inspect.getsource(function) for function in (encode, decode, sweep_image)]
+    code += [inspect.getsource(module) for module in (encoders_module, perceptual)]
+    recipe = {"encoders": [asdict(e) for e in encoders], "grids": grids, "jxl_effort": JXL_EFFORT,
+              "production": repr(PRODUCTION), "libvips": [pyvips.version(i) for i in range(3)], "code": code}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def sweep_image(source_path: str, encoders: tuple[Encoder, ...], grids: dict[str, tuple[int, ...]],
+                width: int, height: int, cache: str) -> dict[str, list[Point]]:
+    """The lossy points of every encoder for one image (a worker process), from the cache when there."""
+    cached = Path(cache)
+    if cached.is_file():
+        return {name: [Point(*p) for p in points] for name, points in json.loads(cached.read_text()).items()}
+    source = rgb(pyvips.Image.new_from_file(source_path))
+    _, metric = fast_metric()
+    curves: dict[str, list[Point]] = {}
+    for encoder in encoders:
+        reference = source if encoder.deliverable == "master" else reference_for(source, width, height)
+        points = []
+        for quality in grids[encoder.grid]:
+            data = encode(encoder, reference, quality)
+            points.append(Point(quality, len(data), float(metric(reference, decode(encoder, data)))))
+        curves[encoder.name] = points
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(curves))
+    return curves
+
+
+def lossless_points(source_path: str, width: int, height: int) -> dict[str, Point]:
+    """The lossless file production would weigh per deliverable, for flat art only: judged flat on
+    the narrowest variant, as process.py's probe is, and made at the scored size."""
+    source = rgb(pyvips.Image.new_from_file(source_path))
+    probe = source.resize(min(PRODUCTION.variant_widths) / source.width)
+    if not few_colours(probe.cast("uchar")):
+        return {}
+    variant = reference_for(source, width, height)
+    return {"master": Point(None, len(encode_bytes(source, "png", 100)), 100.0),
+            "webp": Point(None, len(encode_bytes(variant, "webp", LOSSLESS_WEBP_EFFORT, lossless=True)), 100.0)}
+
+
+def table(rows: list[dict], curves: dict[str, dict[str, list[Point]]], lossless: dict[str, dict[str, Point]],
+          encoders: tuple[Encoder, ...], tiny: bool) -> tuple[dict, list[dict]]:
+    """Per deliverable, set of images and encoder: the bound and the best choice against sharp's bytes."""
+    lines, figures = [], []
+    for deliverable in DELIVERABLES:
+        ours = {r["image"]: r for r in rows if r["side"] == "blogimg" and r["deliverable"] == deliverable}
+        for subset in SETS:
+            sharp = [r for r in rows if r["side"] == "sharp" and r["deliverable"] == deliverable
+                     and subset in ("all", r["category"])]
+            if not sharp:
+                continue
+            scored = sum(r["bytes_scored"] for r in sharp)
+            mean = sum(r["reference"] for r in sharp) / len(sharp) - SAME_MEAN
+            lowest = min(r["reference"] for r in sharp)
+            production = [ours[r["image"]] for r in sharp if r["image"] in ours]
+            for encoder in (e for e in encoders if e.deliverable == deliverable):
+                image_curves = [curves[r["image"]][encoder.name] + ([lossless[r["image"]][deliverable]]
+                                                                    if deliverable in lossless[r["image"]] else [])
+                                for r in sharp]
+                below = bound(image_curves, mean - METRIC_TOLERANCE, lowest - METRIC_TOLERANCE)
+                choice = bound(image_curves, mean + METRIC_TOLERANCE, lowest + METRIC_TOLERANCE)
+                figure = {"deliverable": deliverable, "set": subset, "encoder": encoder.name,
+                          "production": encoder.production, "sharp_scored_bytes": scored,
+                          "sharp_all_bytes": sum(r["bytes_total"] for r in sharp),
+                          "production_scored_bytes": sum(r["bytes_scored"] for r in production),
+                          "production_all_bytes": sum(r["bytes_total"] for r in production),
+                          "bound": below.bound, "choice": choice.as_dict()}
+                figures.append(figure)
+                lines.append(_line(figure, len(sharp), mean, lowest))
+    grid = "every third grid quality (tiny run)" if tiny else "the full grid"
+    return ({"title": "e. The allocation bound: the fewest bytes of the scored files that any choice of one "
+                      f"quality per image gives at the issue's equal quality against sharp ({grid})",
+             "header": ["deliverable", "images", "encoder", "files", "sharp KiB (scored files)",
+                        "production ÷ sharp: scored files / all widths", "needed mean / lowest", "bound ÷ sharp",
+                        "best choice ÷ sharp", "best choice mean / lowest", "lossless files"],
+             "rows": lines}, figures)
+
+
+def _line(figure: dict, files: int, mean: float, lowest: float) -> list:
+    sharp, choice = figure["sharp_scored_bytes"], figure["choice"]
+    production = (f"{figure['production_scored_bytes'] / sharp:.3f} / "
+                  f"{figure['production_all_bytes'] / figure['sharp_all_bytes']:.3f}") if figure["production"] else "—"
+    found = "no choice on the grid meets them"
+    if choice["feasible"]:
+        found = f"{choice['mean']:.2f} / {choice['lowest']:.2f}"
+    return [LABELS[figure["deliverable"]], figure["set"], figure["encoder"], files, round(sharp / 1024, 1),
+            production, f"{mean:.2f} / {lowest:.2f}",
+            "—" if figure["bound"] is None else round(figure["bound"] / sharp, 3),
+            round(choice["bytes"] / sharp, 3) if choice["feasible"] else "—", found, choice["lossless"]]
+
+
+def notes(figures: list[dict], skipped: list[str]) -> list[str]:
+    """One line per deliverable: how far the best allocation of production's encoder is from 0.80×."""
+    lines = []
+    for deliverable in DELIVERABLES:
+        rows = [f for f in figures if f["deliverable"] == deliverable and f["set"] == "all" and f["bound"] is not None]
+        production = next((f for f in rows if f["production"]), None)
+        if production is None:
+            continue
+        best = min(rows, key=lambda f: f["bound"])
+        sharp = production["sharp_scored_bytes"]
+        caveat = " — not every browser decodes JPEG XL" if "JPEG XL" in best["encoder"] else ""
+        lines.append(
+            f"{LABELS[deliverable]}: production's scored files are {production['production_scored_bytes'] / sharp:.3f}× "
+            f"sharp's; no choice of one quality per image on the grid could take its encoder below "
+            f"{production['bound'] / sharp:.3f}× at equal quality (best choice found "
+            f"{production['choice']['bytes'] / sharp:.3f}×); the lowest bound of any encoder swept is "
+            f"{best['bound'] / sharp:.3f}× ({best['encoder']}{caveat}).")
+    lines += [f"not swept, missing on this machine: {name}" for name in skipped]
+    return lines
+
+
+def sharp_rows(tiny: bool) -> list[dict]:
+    path = (RESULTS / "tiny" if tiny else RESULTS) / "imaging.json"
+    if not path.is_file():
+        raise SystemExit(f"bench.imaging_bound: {path} is missing; run python -m bench.imaging"
+                         f"{' --tiny' if tiny else ''} first")
+    return json.loads(path.read_text())["details"]["scores"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="one short run, to prove the benchmark works")
+    parser.add_argument("--fresh", action="store_true", help="sweep every image again, even when cached")
+    arguments = parser.parse_args(argv)
+    rows = sharp_rows(arguments.tiny)
+    corpus = build(tiny=arguments.tiny)[0].parent
+    sizes = {r["image"]: (r["width"], r["height"]) for r in rows  # the variants' scored size
+             if r["side"] == "sharp" and r["deliverable"] != "master"}
+    images = sorted(sizes)
+    encoders = tuple(e for e in ENCODERS if available(e))
+    skipped = [e.name for e in ENCODERS if e not in encoders]
+    grids = TINY_GRIDS if arguments.tiny else GRIDS
+    cache = corpus / "bound-sweeps" / sweep_key(encoders, grids)
+    if arguments.fresh:
+        shutil.rmtree(cache, ignore_errors=True)
+    started = time.perf_counter()
+    curves: dict[str, dict[str, list[Point]]] = {}
+    lossless: dict[str, dict[str, Point]] = {}
+    with worker_pool(2) as pool:
+        sweeps = [pool.submit(sweep_image, str(corpus / name), encoders, grids, *sizes[name],
+                              str(cache / f"{name}.json")) for name in images]
+        exact = [pool.submit(lossless_points, str(corpus / name), *sizes[name]) for name in images]
+        for done, (name, sweep, flat) in enumerate(zip(images, sweeps, exact, strict=True), 1):
+            curves[name], lossless[name] = sweep.result(), flat.result()
+            _progress(f"{done}/{len(images)} images swept ({time.perf_counter() - started:.0f} s)")
+    result, figures = table(rows, curves, lossless, encoders, arguments.tiny)
+    details = {"tables": [result], "figures": figures, "curves": curves, "lossless": lossless,
+               "seconds": time.perf_counter() - started, "notes": notes(figures, skipped)}
+    path = write_result("imaging_bound", "Imaging: the allocation bound at equal quality", [], details,
+                        tiny=arguments.tiny)
+    print(f"imaging_bound: {len(images)} images in {details['seconds']:.0f} s → {path}")
+
+
+def _progress(message: str) -> None:
+    print(f"imaging_bound: {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
