@@ -62,7 +62,7 @@ from bench.imaging_quality import (
 )
 from blogimg.imaging import encoders as encoders_module
 from blogimg.imaging import perceptual
-from blogimg.imaging.choices import LOSSLESS_WEBP_EFFORT
+from blogimg.imaging.choices import LOSSLESS_WEBP_QUALITY
 from blogimg.imaging.encoders import encode_bytes, jpegli_available
 from blogimg.imaging.options import ImagingOptions
 from blogimg.imaging.quality_search import few_colours
@@ -178,7 +178,7 @@ def lossless_points(source_path: str, width: int, height: int) -> dict[str, Poin
         return {}
     variant = reference_for(source, width, height)
     return {"master": Point(None, len(encode_bytes(source, "png", 100)), 100.0),
-            "webp": Point(None, len(encode_bytes(variant, "webp", LOSSLESS_WEBP_EFFORT, lossless=True)), 100.0)}
+            "webp": Point(None, len(encode_bytes(variant, "webp", LOSSLESS_WEBP_QUALITY, lossless=True)), 100.0)}
 
 
 def table(rows: list[dict], curves: dict[str, dict[str, list[Point]]], lossless: dict[str, dict[str, Point]],

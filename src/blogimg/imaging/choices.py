@@ -14,10 +14,11 @@ from blogimg.imaging.quality_search import Choice, search_quality
 if TYPE_CHECKING:
     from blogimg.imaging.options import ImagingOptions
 
-__all__ = ["LOSSLESS_WEBP_EFFORT", "choose", "encode_with_budget"]
+__all__ = ["LOSSLESS_WEBP_QUALITY", "choose", "encode_with_budget"]
 
-#: libwebp's lossless "quality" is effort spent compressing, not fidelity: the pixels are exact.
-LOSSLESS_WEBP_EFFORT = 75
+#: The Q of a lossless WebP: with lossless, libwebp reads it as how hard to compress, not fidelity
+#: (the pixels are exact); encoders.LOSSLESS_WEBP_EFFORT is its other knob, the method.
+LOSSLESS_WEBP_QUALITY = 75
 
 
 def encode_with_budget(image: pyvips.Image, image_format: str, quality: int, options: ImagingOptions, *,
@@ -42,7 +43,7 @@ def choose(probe: pyvips.Image, image_format: str, options: ImagingOptions, *, f
     lossless = None
     if flat and image_format == "webp":
         def lossless() -> bytes:
-            return encode_with_budget(probe, "webp", LOSSLESS_WEBP_EFFORT, options, lossless=True)
+            return encode_with_budget(probe, "webp", LOSSLESS_WEBP_QUALITY, options, lossless=True)
     elif flat and image_format == "jpeg":
         def lossless() -> bytes:
             return encode_with_budget(probe, "png", 100, options)

@@ -24,7 +24,7 @@ from functools import cache, cached_property, partial
 import pyvips
 
 from blogimg.errors import ImageRejectedError
-from blogimg.imaging.choices import LOSSLESS_WEBP_EFFORT, choose, encode_with_budget
+from blogimg.imaging.choices import LOSSLESS_WEBP_QUALITY, choose, encode_with_budget
 from blogimg.imaging.decode import decode, decode_reduced, first_line, sniff_format
 from blogimg.imaging.encoders import encoder_name
 from blogimg.imaging.labels import ProvenanceLabel, labelled
@@ -190,7 +190,7 @@ def _final(image: pyvips.Image, image_format: str, options: ImagingOptions, role
         lossless_format = "png" if image_format == "jpeg" else image_format
         if image is probe:
             return _file(image, lossless_format, role, choice.data, None, 100.0, lossless=True, options=options)
-        data = encode_with_budget(image, lossless_format, LOSSLESS_WEBP_EFFORT, options, lossless=True)
+        data = encode_with_budget(image, lossless_format, LOSSLESS_WEBP_QUALITY, options, lossless=True)
         return _file(image, lossless_format, role, data, None, None, lossless=True, options=options)
     assert choice.quality is not None
     if image is probe:
