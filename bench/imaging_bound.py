@@ -41,6 +41,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -138,10 +139,10 @@ def decode(encoder: Encoder, data: bytes) -> pyvips.Image:
     return rgb(pyvips.Image.new_from_buffer(data, ""))
 
 
-def sweep_key(encoders: tuple[Encoder, ...], grids: dict[str, tuple[int, ...]]) -> str:
+def sweep_key(encoders: tuple[Encoder, ...], grids: dict[str, tuple[int, ...]], sweep: Callable) -> str:
     """What a cached sweep depends on besides the corpus (whose folder holds the cache): the
     encoders, grids and settings, and the code that encodes and scores."""
-    code = [inspect.getsource(function) for function in (encode, decode, sweep_image)]
+    code = [inspect.getsource(function) for function in (encode, decode, _points, sweep)]
     code += [inspect.getsource(module) for module in (encoders_module, perceptual)]
     recipe = {"encoders": [asdict(e) for e in encoders], "grids": grids, "jxl_effort": JXL_EFFORT,
               "production": repr(PRODUCTION), "libvips": [pyvips.version(i) for i in range(3)], "code": code}
@@ -150,22 +151,52 @@ def sweep_key(encoders: tuple[Encoder, ...], grids: dict[str, tuple[int, ...]]) 
 
 def sweep_image(source_path: str, encoders: tuple[Encoder, ...], grids: dict[str, tuple[int, ...]],
                 width: int, height: int, cache: str) -> dict[str, list[Point]]:
-    """The lossy points of every encoder for one image (a worker process), from the cache when there."""
-    cached = Path(cache)
-    if cached.is_file():
-        return {name: [Point(*p) for p in points] for name, points in json.loads(cached.read_text()).items()}
+    """The lossy points of every encoder for one image at the scored size (a worker process)."""
+    cached = _cached(cache)
+    if cached is not None:
+        return cached
     source = rgb(pyvips.Image.new_from_file(source_path))
+    variant = reference_for(source, width, height)
+    curves = {encoder.name: _points(encoder, source if encoder.deliverable == "master" else variant,
+                                    grids[encoder.grid]) for encoder in encoders}
+    return _cache(cache, curves)
+
+
+def sweep_probe(source_path: str, encoders: tuple[Encoder, ...], grids: dict[str, tuple[int, ...]],
+                cache: str) -> dict[str, list[Point]]:
+    """The lossy points of production's encoders on the quality search's probe (the narrowest
+    variant), to set beside the scored size's at each quality."""
+    cached = _cached(cache)
+    if cached is not None:
+        return cached
+    probe = _probe(rgb(pyvips.Image.new_from_file(source_path)))
+    return _cache(cache, {e.name: _points(e, probe, grids[e.grid]) for e in encoders if e.production})
+
+
+def _points(encoder: Encoder, reference: pyvips.Image, qualities: tuple[int, ...]) -> list[Point]:
     _, metric = fast_metric()
-    curves: dict[str, list[Point]] = {}
-    for encoder in encoders:
-        reference = source if encoder.deliverable == "master" else reference_for(source, width, height)
-        points = []
-        for quality in grids[encoder.grid]:
-            data = encode(encoder, reference, quality)
-            points.append(Point(quality, len(data), float(metric(reference, decode(encoder, data)))))
-        curves[encoder.name] = points
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    cached.write_text(json.dumps(curves))
+    points = []
+    for quality in qualities:
+        data = encode(encoder, reference, quality)
+        points.append(Point(quality, len(data), float(metric(reference, decode(encoder, data)))))
+    return points
+
+
+def _probe(source: pyvips.Image) -> pyvips.Image:
+    return rgb(source.resize(min(PRODUCTION.variant_widths) / source.width))
+
+
+def _cached(cache: str) -> dict[str, list[Point]] | None:
+    path = Path(cache)
+    if not path.is_file():
+        return None
+    return {name: [Point(*p) for p in points] for name, points in json.loads(path.read_text()).items()}
+
+
+def _cache(cache: str, curves: dict[str, list[Point]]) -> dict[str, list[Point]]:
+    path = Path(cache)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(curves))
     return curves
 
 
@@ -173,8 +204,7 @@ def lossless_points(source_path: str, width: int, height: int) -> dict[str, Poin
     """The lossless file production would weigh per deliverable, for flat art only: judged flat on
     the narrowest variant, as process.py's probe is, and made at the scored size."""
     source = rgb(pyvips.Image.new_from_file(source_path))
-    probe = source.resize(min(PRODUCTION.variant_widths) / source.width)
-    if not few_colours(probe.cast("uchar")):
+    if not few_colours(_probe(source)):
         return {}
     variant = reference_for(source, width, height)
     return {"master": Point(None, len(encode_bytes(source, "png", 100)), 100.0),
@@ -274,25 +304,52 @@ def main(argv: list[str] | None = None) -> None:
     encoders = tuple(e for e in ENCODERS if available(e))
     skipped = [e.name for e in ENCODERS if e not in encoders]
     grids = TINY_GRIDS if arguments.tiny else GRIDS
-    cache = corpus / "bound-sweeps" / sweep_key(encoders, grids)
-    if arguments.fresh:
+    caches = [corpus / "bound-sweeps" / f"{kind}-{sweep_key(encoders, grids, sweep)}"
+              for kind, sweep in (("scored", sweep_image), ("probe", sweep_probe))]
+    for cache in caches if arguments.fresh else []:
         shutil.rmtree(cache, ignore_errors=True)
     started = time.perf_counter()
     curves: dict[str, dict[str, list[Point]]] = {}
+    probes: dict[str, dict[str, list[Point]]] = {}
     lossless: dict[str, dict[str, Point]] = {}
     with worker_pool(2) as pool:
         sweeps = [pool.submit(sweep_image, str(corpus / name), encoders, grids, *sizes[name],
-                              str(cache / f"{name}.json")) for name in images]
+                              str(caches[0] / f"{name}.json")) for name in images]
+        at_probe = [pool.submit(sweep_probe, str(corpus / name), encoders, grids, str(caches[1] / f"{name}.json"))
+                    for name in images]
         exact = [pool.submit(lossless_points, str(corpus / name), *sizes[name]) for name in images]
-        for done, (name, sweep, flat) in enumerate(zip(images, sweeps, exact, strict=True), 1):
-            curves[name], lossless[name] = sweep.result(), flat.result()
+        for done, (name, sweep, probe, flat) in enumerate(zip(images, sweeps, at_probe, exact, strict=True), 1):
+            curves[name], probes[name], lossless[name] = sweep.result(), probe.result(), flat.result()
             _progress(f"{done}/{len(images)} images swept ({time.perf_counter() - started:.0f} s)")
     result, figures = table(rows, curves, lossless, encoders, arguments.tiny)
-    details = {"tables": [result], "figures": figures, "curves": curves, "lossless": lossless,
-               "seconds": time.perf_counter() - started, "notes": notes(figures, skipped)}
+    details = {"tables": [result, probe_table(curves, probes, encoders)], "figures": figures, "curves": curves,
+               "probes": probes, "lossless": lossless, "seconds": time.perf_counter() - started,
+               "notes": notes(figures, skipped)}
     path = write_result("imaging_bound", "Imaging: the allocation bound at equal quality", [], details,
                         tiny=arguments.tiny)
     print(f"imaging_bound: {len(images)} images in {details['seconds']:.0f} s → {path}")
+
+
+def probe_table(curves: dict[str, dict[str, list[Point]]], probes: dict[str, dict[str, list[Point]]],
+                encoders: tuple[Encoder, ...]) -> dict:
+    """How the quality search's probe scores against the scored size at one quality, per deliverable:
+    a file the probe judges above a floor can fall below it wider where the downscale hid detail."""
+    lines = []
+    for encoder in (e for e in encoders if e.production):
+        pairs = [(scored.score - probed.score, image, scored.quality)
+                 for image in curves for scored, probed in zip(curves[image][encoder.name], probes[image][encoder.name],
+                                                               strict=True)]
+        lower = sorted(pair for pair in pairs if pair[0] < -1)
+        worst = min(pairs)
+        lines.append([LABELS[encoder.deliverable], encoder.name, len(pairs),
+                      f"{sorted(difference for difference, _, _ in pairs)[len(pairs) // 2]:+.2f}",
+                      len(lower), len({image for _, image, _ in lower}),
+                      f"{worst[0]:+.1f} ({worst[1]}, q{worst[2]})"])
+    return {"title": "e. The search's probe against the scored size: score at the scored size − score on the "
+                     f"{min(PRODUCTION.variant_widths)}-px probe, at each grid quality of every image",
+            "header": ["deliverable", "encoder", "pairs", "median difference", "pairs more than 1 point lower",
+                       "images with one", "largest drop"],
+            "rows": lines}
 
 
 def _progress(message: str) -> None:

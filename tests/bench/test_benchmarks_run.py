@@ -100,8 +100,12 @@ def test_allocation_bound_runs() -> None:
         assert not choice["feasible"] or figure["bound"] is not None, figure
         assert figure["bound"] is None or 0 < figure["bound"] <= choice["bytes"], figure
     assert all(f["choice"]["feasible"] for f in figures if f["set"] == "all" and f["production"]), figures
-    (table,) = details["tables"]
+    table, probe = details["tables"]
     assert len(table["rows"]) == len(figures) and all(len(row) == len(table["header"]) for row in table["rows"])
+    # The probe is swept at the scored size's grid, for production's encoder of each deliverable.
+    assert [row[0] for row in probe["rows"]] == ["master (full size)", "WebP variants", "AVIF variants"]
+    assert all(len(row) == len(probe["header"]) and row[2] == sum(len(curves[row[1]]) for curves in
+                                                                  details["curves"].values()) for row in probe["rows"])
     assert len(details["notes"]) >= 3
 
 
