@@ -22,23 +22,28 @@ image by image. This measures the most the second could ever give, whatever the 
   (production runs mozjpeg), and JPEG XL (libjxl through imagecodecs), which not every browser
   decodes.
 
-Two limits, both in the bound's favour or neutral: it is over the grid (a quality between two grid
-points could do a little better), and each file is encoded from the exactly resized reference it
-is scored against (production resizes once more on its own). It covers the scored file only: a
-variant's one quality serves every width, so the scored width's bytes stand for the rest.
+Its limits: it is over the grid, so a quality between two grid points could do a little better
+than the bound; each file is encoded from the exactly resized reference it is scored against
+(production's own resize is not the benchmark's, a fraction of a point either way); and it covers
+the scored files only: a variant's one quality serves every width, so the scored width's bytes
+stand for the rest (production's all-width ratios ran 0–2% above its scored-file ratios).
 
 sharp's scored files and scores are read from the imaging benchmark's result, so run
 bench/imaging.py first (`make bench` does). Each image's sweep is cached in the corpus folder, keyed
-by the encoders and grids, so a run interrupted or re-reported does not sweep again.
+by the encoders, grids, settings, library versions and the code that encodes and scores, so a run
+interrupted or re-reported does not sweep again; the result says how many sweeps were cached.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
 import inspect
 import json
+import os
 import shutil
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -50,7 +55,7 @@ import pyvips
 
 from bench.common import RESULTS, write_result
 from bench.imaging_bound_math import Point, bound
-from bench.imaging_corpus import build
+from bench.imaging_corpus import build, category
 from bench.imaging_quality import (
     DELIVERABLES,
     LABELS,
@@ -80,6 +85,9 @@ GRIDS = {
 }
 TINY_GRIDS = {name: grid[::3] for name, grid in GRIDS.items()}
 JXL_EFFORT = 7  #: libjxl's default
+
+
+Sweep = Callable[..., dict[str, list[Point]]]
 
 
 @dataclass(frozen=True)
@@ -139,38 +147,41 @@ def decode(encoder: Encoder, data: bytes) -> pyvips.Image:
     return rgb(pyvips.Image.new_from_buffer(data, ""))
 
 
-def sweep_key(encoders: tuple[Encoder, ...], grids: dict[str, tuple[int, ...]], sweep: Callable) -> str:
+def sweep_key(encoders: tuple[Encoder, ...], grids: dict[str, tuple[int, ...]], sweep: Sweep) -> str:
     """What a cached sweep depends on besides the corpus (whose folder holds the cache): the
-    encoders, grids and settings, and the code that encodes and scores."""
-    code = [inspect.getsource(function) for function in (encode, decode, _points, sweep)]
+    encoders, grids, settings and library versions, and the code that resizes, encodes and scores."""
+    code = [inspect.getsource(function) for function in (encode, decode, _points, _probe, reference_for, rgb, sweep)]
     code += [inspect.getsource(module) for module in (encoders_module, perceptual)]
+    versions = {name: importlib.metadata.version(name) for name in ("pyvips-binary", "imagecodecs", "pyjpegli")
+                if _installed(name)}
     recipe = {"encoders": [asdict(e) for e in encoders], "grids": grids, "jxl_effort": JXL_EFFORT,
-              "production": repr(PRODUCTION), "libvips": [pyvips.version(i) for i in range(3)], "code": code}
+              "production": repr(PRODUCTION), "libvips": [pyvips.version(i) for i in range(3)],
+              "versions": versions, "code": code}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def sweep_image(source_path: str, encoders: tuple[Encoder, ...], grids: dict[str, tuple[int, ...]],
                 width: int, height: int, cache: str) -> dict[str, list[Point]]:
     """The lossy points of every encoder for one image at the scored size (a worker process)."""
-    cached = _cached(cache)
+    cached = _read_cache(cache)
     if cached is not None:
         return cached
     source = rgb(pyvips.Image.new_from_file(source_path))
     variant = reference_for(source, width, height)
     curves = {encoder.name: _points(encoder, source if encoder.deliverable == "master" else variant,
                                     grids[encoder.grid]) for encoder in encoders}
-    return _cache(cache, curves)
+    return _write_cache(cache, curves)
 
 
 def sweep_probe(source_path: str, encoders: tuple[Encoder, ...], grids: dict[str, tuple[int, ...]],
                 cache: str) -> dict[str, list[Point]]:
     """The lossy points of production's encoders on the quality search's probe (the narrowest
     variant), to set beside the scored size's at each quality."""
-    cached = _cached(cache)
+    cached = _read_cache(cache)
     if cached is not None:
         return cached
     probe = _probe(rgb(pyvips.Image.new_from_file(source_path)))
-    return _cache(cache, {e.name: _points(e, probe, grids[e.grid]) for e in encoders if e.production})
+    return _write_cache(cache, {e.name: _points(e, probe, grids[e.grid]) for e in encoders if e.production})
 
 
 def _points(encoder: Encoder, reference: pyvips.Image, qualities: tuple[int, ...]) -> list[Point]:
@@ -183,20 +194,31 @@ def _points(encoder: Encoder, reference: pyvips.Image, qualities: tuple[int, ...
 
 
 def _probe(source: pyvips.Image) -> pyvips.Image:
-    return rgb(source.resize(min(PRODUCTION.variant_widths) / source.width))
+    """The search's probe as process.py makes it: the narrowest variant, never wider than the source."""
+    return rgb(source.resize(min(PRODUCTION.variant_widths + (source.width,)) / source.width))
 
 
-def _cached(cache: str) -> dict[str, list[Point]] | None:
+def _installed(name: str) -> bool:
+    try:
+        importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _read_cache(cache: str) -> dict[str, list[Point]] | None:
     path = Path(cache)
     if not path.is_file():
         return None
     return {name: [Point(*p) for p in points] for name, points in json.loads(path.read_text()).items()}
 
 
-def _cache(cache: str, curves: dict[str, list[Point]]) -> dict[str, list[Point]]:
+def _write_cache(cache: str, curves: dict[str, list[Point]]) -> dict[str, list[Point]]:
     path = Path(cache)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(curves))
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(curves))
+    os.replace(partial, path)  # whole or not at all: an interrupted run leaves no torn file
     return curves
 
 
@@ -237,7 +259,8 @@ def table(rows: list[dict], curves: dict[str, dict[str, list[Point]]], lossless:
                           "sharp_all_bytes": sum(r["bytes_total"] for r in sharp),
                           "production_scored_bytes": sum(r["bytes_scored"] for r in production),
                           "production_all_bytes": sum(r["bytes_total"] for r in production),
-                          "bound": below.bound, "choice": choice.as_dict()}
+                          "needed_mean": mean, "needed_lowest": lowest, "bound": below.bound,
+                          "choice": choice.as_dict()}
                 figures.append(figure)
                 lines.append(_line(figure, len(sharp), mean, lowest))
     grid = "every third grid quality (tiny run)" if tiny else "the full grid"
@@ -308,6 +331,8 @@ def main(argv: list[str] | None = None) -> None:
               for kind, sweep in (("scored", sweep_image), ("probe", sweep_probe))]
     for cache in caches if arguments.fresh else []:
         shutil.rmtree(cache, ignore_errors=True)
+    cached = {kind: sum((cache / f"{name}.json").is_file() for name in images)
+              for kind, cache in zip(("scored", "probe"), caches, strict=True)}
     started = time.perf_counter()
     curves: dict[str, dict[str, list[Point]]] = {}
     probes: dict[str, dict[str, list[Point]]] = {}
@@ -324,32 +349,41 @@ def main(argv: list[str] | None = None) -> None:
     result, figures = table(rows, curves, lossless, encoders, arguments.tiny)
     details = {"tables": [result, probe_table(curves, probes, encoders)], "figures": figures, "curves": curves,
                "probes": probes, "lossless": lossless, "seconds": time.perf_counter() - started,
+               "cached_sweeps": cached,
                "notes": notes(figures, skipped)}
     path = write_result("imaging_bound", "Imaging: the allocation bound at equal quality", [], details,
                         tiny=arguments.tiny)
-    print(f"imaging_bound: {len(images)} images in {details['seconds']:.0f} s → {path}")
+    print(f"imaging_bound: {len(images)} images in {details['seconds']:.0f} s ({cached['scored']} scored and "
+          f"{cached['probe']} probe sweeps from the cache) → {path}")
 
 
 def probe_table(curves: dict[str, dict[str, list[Point]]], probes: dict[str, dict[str, list[Point]]],
                 encoders: tuple[Encoder, ...]) -> dict:
-    """How the quality search's probe scores against the scored size at one quality, per deliverable:
-    a file the probe judges above a floor can fall below it wider where the downscale hid detail."""
-    lines = []
+    """How the scored size's score follows the search's probe at one quality, per deliverable and
+    category, over the files the probe scores at least FLOOR_SCORE (the ones the search may keep):
+    either way, by format and content, so the probe's floor is not the scored size's."""
+    rows = []
     for encoder in (e for e in encoders if e.production):
-        pairs = [(scored.score - probed.score, image, scored.quality)
-                 for image in curves for scored, probed in zip(curves[image][encoder.name], probes[image][encoder.name],
-                                                               strict=True)]
-        lower = sorted(pair for pair in pairs if pair[0] < -1)
-        worst = min(pairs)
-        lines.append([LABELS[encoder.deliverable], encoder.name, len(pairs),
-                      f"{sorted(difference for difference, _, _ in pairs)[len(pairs) // 2]:+.2f}",
-                      len(lower), len({image for _, image, _ in lower}),
-                      f"{worst[0]:+.1f} ({worst[1]}, q{worst[2]})"])
+        for subset in SETS:
+            differences = []
+            for image in (name for name in curves if subset in ("all", category(name))):
+                for scored, probed in zip(curves[image][encoder.name], probes[image][encoder.name], strict=True):
+                    assert scored.quality == probed.quality, (image, scored, probed)  # the same grid, in order
+                    if probed.score >= PRODUCTION.floor_score:
+                        differences.append((scored.score - probed.score, image, scored.quality))
+            if not differences:
+                continue
+            lowest, highest = min(differences), max(differences)
+            rows.append([LABELS[encoder.deliverable], subset, len(differences),
+                         f"{statistics.median(d for d, _, _ in differences):+.2f}",
+                         f"{lowest[0]:+.1f} ({lowest[1]}, q{lowest[2]})", f"{highest[0]:+.1f} ({highest[1]}, q{highest[2]})",
+                         sum(1 for d, _, _ in differences if d < -1)])
     return {"title": "e. The search's probe against the scored size: score at the scored size − score on the "
-                     f"{min(PRODUCTION.variant_widths)}-px probe, at each grid quality of every image",
-            "header": ["deliverable", "encoder", "pairs", "median difference", "pairs more than 1 point lower",
-                       "images with one", "largest drop"],
-            "rows": lines}
+                     f"{min(PRODUCTION.variant_widths)}-px probe at the same quality, production's encoders, over "
+                     f"every grid quality the probe scores ≥ {PRODUCTION.floor_score:g} (FLOOR_SCORE)",
+            "header": ["deliverable", "images", "pairs", "median difference", "largest drop", "largest rise",
+                       "pairs more than 1 point lower"],
+            "rows": rows}
 
 
 def _progress(message: str) -> None:

@@ -9,13 +9,13 @@ What one search costs, and how it is kept small:
 
 - Trials run on a *probe*: the image at the narrowest variant width (480 px by default), resized
   once and reused by every trial, and the probe's own file is the 480-px variant itself: its
-  trial bytes are kept, not encoded again. The score at a wider size follows the probe's, but
-  not always from above: most photographs score the same or higher wider, as the same detail
-  spreads over more pixels (+1 to +4 points from 480 to 1536 px), while fine detail scores lower
-  than on the probe, which the downscale smooths. Measured on the benchmark corpus at one quality
-  (bench/imaging_bound.py's sweeps): a JPEG master of small text up to 13.6 points below its probe
-  at full size, a WebP of a diagram or a card up to 6.2 below at 768 px, AVIF within 4.9. So the
-  floor and the targets hold on the probe, and only about at the other widths.
+  trial bytes are kept, not encoded again. The score at a wider size follows the probe's only
+  roughly, and either way, by format and content. Measured on the benchmark corpus at one quality
+  (bench/imaging_bound.py, files the probe scores ≥ 60): a full-size JPEG master of a photograph a
+  median 3 points above its probe, of small text up to 12.7 below (the probe's downscale hides the
+  ringing around sharp glyphs); a 768-px WebP of a photograph half a point below, of a diagram or a
+  card up to 6.2 below; a 768-px AVIF a point above, up to 4.9 below. So the floor and the targets
+  hold on the probe, and only about at the other sizes.
 - Two modes. *target*: every file reaches the target with the lowest quality that does (as
   ``q_auto``). *floor*: the format's fixed quality is kept while its file scores between a floor
   (medium-high quality by default) and a ceiling (visually lossless); only files outside are
