@@ -66,6 +66,7 @@ from bench.imaging_quality import (
     rgb,
     worker_pool,
 )
+from bench.imaging_slope import slope_table
 from blogimg.imaging import encoders as encoders_module
 from blogimg.imaging import perceptual
 from blogimg.imaging.choices import LOSSLESS_WEBP_QUALITY
@@ -347,7 +348,10 @@ def main(argv: list[str] | None = None) -> None:
             curves[name], probes[name], lossless[name] = sweep.result(), probe.result(), flat.result()
             _progress(f"{done}/{len(images)} images swept ({time.perf_counter() - started:.0f} s)")
     result, figures = table(rows, curves, lossless, encoders, arguments.tiny)
-    details = {"tables": [result, probe_table(curves, probes, encoders)], "figures": figures, "curves": curves,
+    production = {e.deliverable: e.name for e in encoders if e.production}
+    simulated = slope_table(rows, curves, probes, lossless, production, min(PRODUCTION.variant_widths))
+    details = {"tables": [result, probe_table(curves, probes, encoders), simulated], "figures": figures,
+               "curves": curves,
                "probes": probes, "lossless": lossless, "seconds": time.perf_counter() - started,
                "cached_sweeps": cached,
                "notes": notes(figures, skipped)}

@@ -10,7 +10,7 @@ import shutil
 import pytest
 from bench.common import RESULTS, render_report
 
-from bench import api, database, imaging, imaging_bound, orchestration
+from bench import api, database, imaging, imaging_bound, imaging_slope, orchestration
 from tests.postgres import server_url
 
 
@@ -102,12 +102,19 @@ def test_allocation_bound_runs() -> None:
             assert choice["mean"] >= figure["needed_mean"] and choice["lowest"] >= figure["needed_lowest"], figure
             assert 0 < figure["bound"] <= choice["bytes"], figure
     assert all(f["choice"]["feasible"] for f in figures if f["set"] == "all" and f["production"]), figures
-    table, probe = details["tables"]
+    table, probe, simulated = details["tables"]
     assert len(table["rows"]) == len(figures) and all(len(row) == len(table["header"]) for row in table["rows"])
     # The probe is compared for production's encoder of each deliverable, over the whole corpus and per category.
     assert {(row[0], row[1]) for row in probe["rows"] if row[1] == "all"} == {
         ("master (full size)", "all"), ("WebP variants", "all"), ("AVIF variants", "all")}
     assert all(len(row) == len(probe["header"]) and row[2] > 0 for row in probe["rows"])
+    # The simulated search: a row per production encoder and floor, "yes" only where both conditions hold.
+    assert len(simulated["rows"]) == 3 * len(imaging_slope.FLOORS)
+    for row in simulated["rows"]:
+        assert len(row) == len(simulated["header"]), row
+        if row[-1] == "yes":
+            (mean, needed_mean), (lowest, needed_lowest) = (map(float, cell.split(" / ")) for cell in row[5:7])
+            assert mean >= needed_mean and lowest >= needed_lowest and row[4] <= 0.80, row
     assert len(details["notes"]) >= 3
 
 

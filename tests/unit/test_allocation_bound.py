@@ -8,6 +8,7 @@ import statistics
 
 import pytest
 from bench.imaging_bound_math import Point, bound
+from bench.imaging_slope import choose
 
 
 def curve(generator: random.Random, *, monotonic: bool = True) -> list[Point]:
@@ -73,3 +74,21 @@ def test_a_costlier_lossless_file_is_chosen_when_the_mean_needs_it() -> None:
     # Without the condition on the mean the cheapest files are the lossy ones, and the bound is their sum.
     cheap = bound(curves, mean=60.0, lowest=60.0)
     assert cheap.lossless == 0 and cheap.bytes == 6_000 and cheap.bound == pytest.approx(6_000)
+
+
+def test_the_simulated_search_raises_a_file_below_the_floor_at_the_scored_size() -> None:
+    # On the probe the cheap quality looks good enough (70); at the scored size it is not (55).
+    probe = [Point(40, 1_000, 70.0), Point(60, 1_500, 74.0), Point(80, 3_000, 80.0)]
+    scored = [Point(40, 10_000, 55.0), Point(60, 15_000, 66.0), Point(80, 30_000, 75.0)]
+    assert choose(probe, scored, None, 1.0, weight=1.0, floor=50.0) == scored[0]  # the cheapest per point
+    assert choose(probe, scored, None, 1.0, weight=1.0, floor=60.0) == scored[1]  # raised once
+    assert choose(probe, scored, None, 1.0, weight=1.0, floor=90.0) == scored[2]  # as far as the grid goes
+    assert choose(probe, scored, None, 1.0, weight=1_000.0, floor=50.0) == scored[2]  # score is dear: the best
+
+
+def test_the_simulated_search_keeps_a_lossless_file_only_when_smaller() -> None:
+    probe = [Point(40, 1_000, 70.0), Point(80, 3_000, 80.0)]
+    scored = [Point(40, 10_000, 65.0), Point(80, 30_000, 75.0)]
+    smaller, larger = Point(None, 8_000, 100.0), Point(None, 12_000, 100.0)
+    assert choose(probe, scored, smaller, 1.0, weight=1.0, floor=60.0) == smaller
+    assert choose(probe, scored, larger, 1.0, weight=1.0, floor=60.0) == scored[0]
