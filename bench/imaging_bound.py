@@ -54,7 +54,7 @@ import numpy
 import pyvips
 
 from bench.common import RESULTS, write_result
-from bench.imaging_bound_math import Point, bound
+from bench.imaging_bound_math import METRIC_TOLERANCE, Point, bound
 from bench.imaging_corpus import build, category
 from bench.imaging_quality import (
     DELIVERABLES,
@@ -75,7 +75,6 @@ from blogimg.imaging.options import ImagingOptions
 from blogimg.imaging.quality_search import few_colours
 
 PRODUCTION = ImagingOptions()
-METRIC_TOLERANCE = 0.002  #: the fast metric's largest difference from the reference on the corpus
 #: Qualities swept per format: dense where sharp's defaults land (JPEG/WebP 80, AVIF 50), so the
 #: bound is close to what a finer search could find, and wide enough to reach sharp's lowest.
 GRIDS = {

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import statistics
 
-from bench.imaging_bound_math import Point
+from bench.imaging_bound_math import METRIC_TOLERANCE, Point
 from bench.imaging_quality import BYTES_TARGET, LABELS, SAME_MEAN
 
 FLOORS = (60.0, 65.0, 68.0, 70.0)  #: scored-size floors tried (FLOOR_SCORE is 60)
 WEIGHTS = tuple(10 ** (step / 60) for step in range(0, 480))  #: λ, bytes per megapixel per score point
-TOLERANCE = 0.002  #: the fast metric's largest difference from the reference (imaging_bound)
 
 
 def choose(probe: list[Point], scored: list[Point], lossless: Point | None, probe_megapixels: float,
@@ -43,28 +42,25 @@ def slope_table(rows: list[dict], curves: dict[str, dict[str, list[Point]]],
     """Per deliverable (production's encoder, named in ``production``) and floor: the bytes of the
     simulated search against sharp's scored files, at the smallest λ reaching the issue's mean."""
     lines = []
+    # The probe is probe_width wide at the source's aspect ratio (never wider): the masters' sizes.
+    probe_megapixels = {r["image"]: min(probe_width, r["width"]) ** 2 * r["height"] / r["width"] / 1e6
+                        for r in rows if r["side"] == "sharp" and r["deliverable"] == "master"}
     for deliverable, encoder in production.items():
         sharp = [r for r in rows if r["side"] == "sharp" and r["deliverable"] == deliverable]
-        masters = {r["image"]: r for r in rows if r["side"] == "sharp" and r["deliverable"] == "master"}
         if not sharp:
             continue
         mean = statistics.mean(r["reference"] for r in sharp) - SAME_MEAN
         lowest = min(r["reference"] for r in sharp)
         theirs = sum(r["bytes_scored"] for r in sharp)
+        # What each image brings to every choice, gathered once, not once per λ and floor.
+        inputs = [(probes[r["image"]][encoder], curves[r["image"]][encoder],
+                   _lossless(lossless[r["image"]].get(deliverable)), probe_megapixels[r["image"]]) for r in sharp]
         for floor in FLOORS:
             found = None
             for weight in WEIGHTS:
-                chosen = []
-                for row in sharp:
-                    image = row["image"]
-                    source = masters[image]
-                    # The probe is probe_width wide at the source's aspect ratio (never wider than it).
-                    width = min(probe_width, source["width"])
-                    megapixels = width * width * source["height"] / source["width"] / 1e6
-                    exact = lossless[image].get(deliverable)
-                    chosen.append(choose(probes[image][encoder], curves[image][encoder],
-                                         None if exact is None else Point(*exact), megapixels, weight, floor))
-                if statistics.mean(p.score for p in chosen) >= mean + TOLERANCE:
+                chosen = [choose(probe, scored, exact, megapixels, weight, floor)
+                          for probe, scored, exact, megapixels in inputs]
+                if statistics.mean(p.score for p in chosen) >= mean + METRIC_TOLERANCE:
                     found = (weight, chosen)
                     break
             if found is None:
@@ -73,7 +69,7 @@ def slope_table(rows: list[dict], curves: dict[str, dict[str, list[Point]]],
             weight, chosen = found
             ratio = sum(p.size for p in chosen) / theirs
             reached = min(p.score for p in chosen)
-            met = ratio <= BYTES_TARGET and reached >= lowest + TOLERANCE
+            met = ratio <= BYTES_TARGET and reached >= lowest + METRIC_TOLERANCE
             lines.append([LABELS[deliverable], encoder, f"{floor:g}", f"{weight:,.0f}", round(ratio, 3),
                           f"{statistics.mean(p.score for p in chosen):.2f} / {mean:.2f}",
                           f"{reached:.2f} / {lowest:.2f}", "yes" if met else "no"])
@@ -84,3 +80,8 @@ def slope_table(rows: list[dict], curves: dict[str, dict[str, list[Point]]],
                        "scored bytes ÷ sharp's", "mean / needed", "lowest / needed",
                        f"≤ {BYTES_TARGET} at equal quality"],
             "rows": lines}
+
+
+def _lossless(point: Point | list | None) -> Point | None:
+    """A lossless point as the sweep gives it, or as read back from JSON (a list)."""
+    return None if point is None else Point(*point)
