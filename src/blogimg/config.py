@@ -229,12 +229,20 @@ class Settings(BaseSettings):
     avif_chroma_subsampling: Literal["4:4:4", "4:2:0"] = Field(
         "4:4:4", description="AVIF chroma: 4:4:4 was smaller at equal SSIMULACRA2 on the benchmark corpus.")
     webp_effort: int = Field(6, ge=0, le=6, description="Lossy WebP encoder effort; higher is slower.")
-    # Quality search (imaging/quality_search.py), judged by SSIMULACRA2 against the source. floor: the
-    # fixed *_QUALITY, raised for a file that would score below FLOOR_SCORE and lowered for one above
-    # CEILING_SCORE; target: every file at the lowest quality reaching its *_TARGET_SCORE; off.
-    quality_search: Literal["floor", "target", "off"] = Field(
-        "floor", description="floor: fixed qualities kept between FLOOR_SCORE and CEILING_SCORE; "
-                             "target: every file at its *_TARGET_SCORE; off: the fixed *_QUALITY.")
+    # Quality search (imaging/quality_balance.py, quality_search.py), judged by SSIMULACRA2 against the source.
+    quality_search: Literal["slope", "floor", "target", "off"] = Field(
+        "slope", description="slope: each file where a score point costs *_POINT_BYTES, none below "
+                             "*_LOWEST_SCORE; floor: fixed qualities kept between FLOOR_SCORE and "
+                             "CEILING_SCORE; target: every file at its *_TARGET_SCORE; off: the fixed *_QUALITY.")
+    jpeg_point_bytes: float = Field(
+        6250.0, ge=0, description="slope mode: bytes per megapixel a JPEG point is worth; 0: floor mode for it.")
+    webp_point_bytes: float = Field(
+        3800.0, ge=0, description="slope mode: bytes per megapixel a WebP point is worth; 0: floor mode for it.")
+    avif_point_bytes: float = Field(
+        0.0, ge=0, description="slope mode: bytes per megapixel an AVIF point is worth; 0: floor mode for it.")
+    jpeg_lowest_score: float = Field(68.0, ge=30, le=100, description="slope mode: lowest JPEG score at the check size.")
+    webp_lowest_score: float = Field(65.0, ge=30, le=100, description="slope mode: lowest WebP score at the check size.")
+    avif_lowest_score: float = Field(60.0, ge=30, le=100, description="slope mode: lowest AVIF score at the check size.")
     floor_score: float = Field(
         60.0, ge=30, le=100, description="floor mode: a file that would score below this is raised to it.")
     jpeg_target_score: float = Field(

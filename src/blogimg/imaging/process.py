@@ -24,7 +24,7 @@ from functools import cache, cached_property, partial
 import pyvips
 
 from blogimg.errors import ImageRejectedError
-from blogimg.imaging.choices import LOSSLESS_WEBP_QUALITY, choose, encode_with_budget
+from blogimg.imaging.choices import LOSSLESS_WEBP_QUALITY, check, choose, encode_with_budget
 from blogimg.imaging.decode import decode, decode_reduced, first_line, sniff_format
 from blogimg.imaging.encoders import encoder_name
 from blogimg.imaging.labels import ProvenanceLabel, labelled
@@ -34,6 +34,7 @@ from blogimg.imaging.limits import (
     ImageLimits,
 )
 from blogimg.imaging.options import ImagingOptions
+from blogimg.imaging.quality_balance import Checked
 from blogimg.imaging.quality_search import Choice, few_colours
 
 __all__ = ["EncodedFile", "ImagingOptions", "ProcessedImage", "dominant_color", "make_thumbnail",
@@ -43,6 +44,16 @@ __all__ = ["EncodedFile", "ImagingOptions", "ProcessedImage", "dominant_color", 
 _CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp",
                   "avif": "image/avif"}
 _EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif"}
+#: Slope mode checks each variant format's floor on the variant nearest this width: the width a
+#: blog's content column most often shows (and the one the imaging benchmark scores).
+CHECK_WIDTH = 768
+#: ... and the master's on the master itself, up to this many pixels (scoring costs memory and time
+#: in proportion); a larger master is checked on its widest variant within it.
+CHECK_MAX_PIXELS = 2048 * 2048
+#: A file whose probe scored this far above its floor is not checked: on the benchmark corpus a
+#: 768-px WebP or AVIF scored at most 6.2 points below its probe, a full-size JPEG master of small
+#: text up to 12.7 (bench/imaging_bound.py, files the probe scores 60 or more).
+VARIANT_CHECK_MARGIN, MASTER_CHECK_MARGIN = 7.0, 13.0
 
 
 @dataclass(frozen=True)
@@ -133,13 +144,15 @@ def process_image(data: bytes, options: ImagingOptions = ImagingOptions(),
         lambda: _lqip(image),
         lambda: dominant_color(image),
     ]
-    searches: list[Callable[[], object]] = [partial(choose, probe, image_format, options, flat=flat)
-                                            for image_format in searched]
+    searches: list[Callable[[], object]] = [
+        partial(_choose, probe, image_format, options, flat, _check_image(image, sized, image_format, master_format),
+                master=image_format == master_format)
+        for image_format in searched]
     try:
         # With searches, the small files fill the threads the searches leave idle, and every
         # file waits for its format's choice; without, everything goes in one round.
         early = run_in_encoder_pool([*searches, *small], options.threads) if searches else []
-        choices: dict[str, Choice] = dict(zip(searched, early[:len(searches)], strict=True))
+        choices: dict[str, tuple[Choice, Checked | None]] = dict(zip(searched, early[:len(searches)], strict=True))
         # The widest variants go first: they take longest, and starting them last would leave
         # one thread finishing alone.
         results = run_in_encoder_pool([
@@ -177,12 +190,35 @@ def _searched_formats(options: ImagingOptions, master_format: str) -> list[str]:
     return [f for f in dict.fromkeys([*options.variant_formats, master_format]) if f != "png"]
 
 
+def _check_image(image: pyvips.Image, sized: list[pyvips.Image], image_format: str,
+                 master_format: str) -> pyvips.Image:
+    """Where slope mode checks ``image_format``'s floor: the master itself (within
+    CHECK_MAX_PIXELS) for the master's format, else the variant nearest CHECK_WIDTH."""
+    if image_format == master_format:
+        if image.width * image.height <= CHECK_MAX_PIXELS:
+            return image
+        return max((s for s in sized if s.width * s.height <= CHECK_MAX_PIXELS), key=lambda s: s.width,
+                   default=sized[0])
+    return min(sized, key=lambda s: (abs(s.width - CHECK_WIDTH), s.width))
+
+
+def _choose(probe: pyvips.Image, image_format: str, options: ImagingOptions, flat: bool,
+            at: pyvips.Image, *, master: bool) -> tuple[Choice, Checked | None]:
+    """The search's choice on the probe, then (slope mode) its floor checked on ``at``."""
+    choice = choose(probe, image_format, options, flat=flat)
+    margin = MASTER_CHECK_MARGIN if master else VARIANT_CHECK_MARGIN
+    return choice, check(at, image_format, choice, options, probe=probe, margin=margin)
+
+
 def _final(image: pyvips.Image, image_format: str, options: ImagingOptions, role: str,
-           choice: Choice | None, probe: pyvips.Image) -> EncodedFile:
-    """One file at the quality ``choice`` found (the fixed quality without one). The probe's own
-    file is the search's last trial: kept, not encoded again."""
-    if choice is None:
+           chosen: tuple[Choice, Checked | None] | None, probe: pyvips.Image) -> EncodedFile:
+    """One file at the quality the search chose (the fixed quality without one). The search's own
+    files are kept, not encoded again: the probe's last trial, and the file its check made."""
+    if chosen is None:
         return _encode(image, image_format, options, role=role)
+    choice: Choice | None = chosen[0]
+    checked = chosen[1]
+    assert choice is not None
     if choice.lossless and image_format == "jpeg" and role != "master":
         choice = choice.lossy  # a PNG may stand in for the JPEG master, never for a JPEG variant
         assert choice is not None
@@ -193,10 +229,13 @@ def _final(image: pyvips.Image, image_format: str, options: ImagingOptions, role
         data = encode_with_budget(image, lossless_format, LOSSLESS_WEBP_QUALITY, options, lossless=True)
         return _file(image, lossless_format, role, data, None, None, lossless=True, options=options)
     assert choice.quality is not None
-    if image is probe:
-        return _file(image, image_format, role, choice.data, choice.quality, choice.score, options=options)
-    data = encode_with_budget(image, image_format, choice.quality, options)
-    return _file(image, image_format, role, data, choice.quality, None, options=options)
+    if checked is not None and image.width == checked.width:
+        return _file(image, image_format, role, checked.data, checked.quality, checked.score, options=options)
+    quality = checked.quality if checked is not None else choice.quality
+    if image is probe and quality == choice.quality:
+        return _file(image, image_format, role, choice.data, quality, choice.score, options=options)
+    data = encode_with_budget(image, image_format, quality, options)
+    return _file(image, image_format, role, data, quality, None, options=options)
 
 
 def _file(image: pyvips.Image, image_format: str, role: str, data: bytes, quality: int | None,
@@ -236,18 +275,23 @@ def make_variants(data: bytes, options: ImagingOptions,
                 if options.quality_search != "off" else [])
 
     def encoder(image_format: str, width: int) -> Callable[[], EncodedFile]:
-        if width == probe.width:
-            resized = probe  # its file is the search's last trial, as in process_image
-        else:
+        # The probe and the check's image are the very images the search scored, so their files
+        # are kept, as in process_image.
+        resized = next((s for s in sized if s.width == width), None)
+        if resized is None:
             resized = image if width == image.width else image.resize(width / image.width)
         return lambda: _final(resized, image_format, options, "variant", choices.get(image_format), probe)
 
     try:
-        probe, flat = _probe([next(_widths(image, options.variant_widths, options.max_variant_pixels))],
-                             image, searched)
-        searches: list[Callable[[], object]] = [partial(choose, probe, image_format, options, flat=flat)
-                                                 for image_format in searched]
-        choices: dict[str, Choice] = dict(zip(searched, run_in_encoder_pool(searches, options.threads), strict=True))
+        sized = list(_widths(image, options.variant_widths, options.max_variant_pixels))
+        probe, flat = _probe(sized, image, searched)
+        master_format = "png" if image.hasalpha() else "jpeg"
+        searches: list[Callable[[], object]] = [
+            partial(_choose, probe, image_format, options, flat,
+                    _check_image(image, sized, image_format, master_format), master=image_format == master_format)
+            for image_format in searched]
+        choices: dict[str, tuple[Choice, Checked | None]] = dict(
+            zip(searched, run_in_encoder_pool(searches, options.threads), strict=True))
         work: list[Callable[[], object]] = [encoder(image_format, width)  # widest first, as process_image does
                                             for image_format, width in sorted(wanted, key=lambda pair: -pair[1])]
         return tuple(sorted(run_in_encoder_pool(work, options.threads), key=lambda file: (file.width, file.format)))

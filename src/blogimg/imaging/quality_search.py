@@ -44,7 +44,8 @@ import pyvips
 
 from blogimg.imaging.perceptual import ssimulacra2
 
-__all__ = ["CLOSE_ENOUGH", "Choice", "MAX_TRIALS", "few_colours", "first_guess", "score_file", "search_quality"]
+__all__ = ["CLOSE_ENOUGH", "Choice", "HIGHEST", "LOWEST", "MAX_TRIALS", "few_colours", "first_guess", "score_file",
+           "search_quality", "weigh_lossless"]
 
 MAX_TRIALS = 5
 CLOSE_ENOUGH = 1.0  #: a passing trial this close to the target ends the search
@@ -139,12 +140,17 @@ def search_quality(probe: pyvips.Image, image_format: str, target: float, encode
         choice = Choice(best, tried[best][0], tried[best][1], len(tried))
     else:
         choice = Choice(passed, tried[passed][0], tried[passed][1], len(tried))
-    if lossless is not None:
-        exact = lossless()
-        if len(exact) < len(choice.data):
-            return Choice(None, 100.0, exact, choice.trials + 1, lossy=choice)
-        return Choice(choice.quality, choice.score, choice.data, choice.trials + 1)
-    return choice
+    return weigh_lossless(choice, lossless)
+
+
+def weigh_lossless(choice: Choice, lossless: Callable[[], bytes] | None) -> Choice:
+    """``choice``, or the exact file ``lossless`` makes (flat art) when that is smaller."""
+    if lossless is None:
+        return choice
+    exact = lossless()
+    if len(exact) < len(choice.data):
+        return Choice(None, 100.0, exact, choice.trials + 1, lossy=choice)
+    return Choice(choice.quality, choice.score, choice.data, choice.trials + 1)
 
 
 def few_colours(image: pyvips.Image, limit: int = FLAT_COLOURS) -> bool:
