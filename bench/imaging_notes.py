@@ -107,25 +107,29 @@ def _bytes_notes(scored: list[Scored]) -> list[str]:
         text.append(f"(b) {LABELS[deliverable]} misses the target against sharp: {'; '.join(misses)}. By "
                     f"category: {', '.join(by_category)}.")
     if text:
-        text.append(
-            "(b) Why: at equal score, image by image, blogimg's encoders are about as efficient as sharp's "
-            "(table c): the same libwebp (at effort 6, about 4% smaller than sharp's 4); mozjpeg against the "
-            "mozjpeg library sharp ships; libaom at effort 3, chosen for speed, against sharp's effort 4, which "
-            "is about 8% smaller at the same score and four to seven times slower (measured on six images at "
-            "768 px), so effort 4 would cost the speed target. The default search (`floor`) keeps a fixed "
-            "quality per format, set so blogimg's mean score matches sharp's, and only raises files below "
-            "the floor (60, on the 480-px probe) and lowers any above the visually-lossless ceiling: a fixed "
-            "quality already spends bytes where they buy the most score, so bytes follow the encoders. A "
-            "floor of 70 had cost AVIF about a fifth more bytes (1.27× sharp's in the previous run of this "
-            "benchmark): the probe is the narrowest width, where fine detail (a star field, small text) "
-            "scores 3 to 13 points lower than at 768 px, so lifting it to 70 there over-serves the widths "
-            "readers see. A constant target per file (`target` mode, q_auto's way) measured "
-            "worse on this corpus at equal means (1.10× sharp's bytes for the master, 1.45× for AVIF): it "
-            "raises every detailed photograph to the target, and what it saves on smooth cards and gradients "
-            "is little in bytes. What would close the gap: a more efficient encoder at the same time (AVIF at "
-            "higher effort on faster cores, JPEG XL where browsers take it), not a different choice of "
-            "quality.")
+        text.append(WHY)
     return text
+
+
+#: Why production's bytes are where they are; written under the production rows whenever one misses.
+WHY = (
+    "(b) Why: the default search (`slope`) takes each image's JPEG and WebP quality to where one more score "
+    'point costs the same bytes (JPEG_POINT_BYTES, WEBP_POINT_BYTES per megapixel), walking 5 qualities a '
+    "step on the 480-px probe, and checks each format's floor where the file is scored (the full-size master,"
+    ' the 768-px variant), raising it there: the allocation bound (bench/imaging_bound.py, table e) showed '
+    "that this is how the fewest bytes reach sharp's mean and lowest. The prices and floors are calibrated on"
+    ' this corpus. What is left between it and the bound (master 0.752×, WebP 0.771×): the walk chooses on '
+    'the probe, whose scores follow the scored sizes only roughly (table e: a 768-px WebP of a diagram or a '
+    'card up to 6 points below its probe), in steps of 5 where the bound picks from a finer grid at the '
+    'scored size, and raising a file to its floor costs more there than choosing it at that size. AVIF keeps '
+    'the floor search (its fixed quality between FLOOR_SCORE and CEILING_SCORE): no choice of quality per '
+    "image takes libaom at effort 3 to 0.80× sharp's bytes (the bound: 0.972×; 0.919× at sharp's effort 4), "
+    'and the slope search gained it about 3% for two more trials an image. What would close them: for WebP, '
+    "choosing on the 768-px variant itself (an encode and score there cost about 1.4 times a probe trial's, "
+    'measured on one photograph, and the speed target leaves little room); for AVIF, a better encoder at the '
+    'same time (libaom at effort 4 or more on faster cores, another AV1 encoder), or JPEG XL where browsers '
+    'take it (0.415× for the master in the bound).'
+)
 
 
 def _equal_notes(equal: dict[str, dict[str, float]], matches: list[Match]) -> list[str]:

@@ -14,7 +14,8 @@ from blogimg.imaging.process import process_image
 from blogimg.imaging.quality_search import LOWEST, STEP, few_colours, score_file
 from tests.support import photo_like
 
-OPTIONS = ImagingOptions(variant_widths=(160, 320), threads=1, avif_effort=0)
+#: Floor mode, which these tests are about (slope mode: test_quality_balance.py).
+OPTIONS = ImagingOptions(variant_widths=(160, 320), threads=1, avif_effort=0, quality_search="floor")
 TARGET = ImagingOptions(variant_widths=(160, 320), threads=1, avif_effort=0, quality_search="target",
                         jpeg_target_score=78.0, webp_target_score=72.0, avif_target_score=74.0)
 
@@ -61,7 +62,7 @@ def test_floor_mode_keeps_the_fixed_quality_between_the_floor_and_the_ceiling_wi
     probe = photo_like(320, 240)
     # The target score is target mode's alone: floor mode goes by the floor and the ceiling.
     options = ImagingOptions(threads=1, avif_effort=0, webp_quality=80, floor_score=50.0, ceiling_score=95.0,
-                             webp_target_score=99.0)
+                             webp_target_score=99.0, quality_search="floor")
     choice = choose(probe, "webp", options, flat=False)
     assert (choice.quality, choice.trials) == (80, 1)
     assert 50.0 <= choice.score <= 95.0
@@ -69,13 +70,13 @@ def test_floor_mode_keeps_the_fixed_quality_between_the_floor_and_the_ceiling_wi
 
 def test_floor_mode_raises_a_file_below_the_floor_and_lowers_one_above_the_ceiling() -> None:
     probe = photo_like(320, 240)
-    strict = ImagingOptions(threads=1, avif_effort=0, webp_quality=20, floor_score=80.0)
+    strict = ImagingOptions(threads=1, avif_effort=0, webp_quality=20, floor_score=80.0, quality_search="floor")
     raised = choose(probe, "webp", strict, flat=False)
     assert raised.quality is not None and raised.quality > 20 and raised.score >= 80.0
 
     # A smooth gradient scores near-perfect at a high fixed quality: it comes down to the ceiling.
     gradient = (pyvips.Image.xyz(320, 240)[0] * 0.7 + 20).cast("uchar").bandjoin([80, 160]).copy(interpretation="srgb")
-    lenient = ImagingOptions(threads=1, avif_effort=0, webp_quality=98, ceiling_score=80.0)
+    lenient = ImagingOptions(threads=1, avif_effort=0, webp_quality=98, ceiling_score=80.0, quality_search="floor")
     lowered = choose(gradient.copy_memory(), "webp", lenient, flat=False)
     at_fixed = encode_bytes(gradient, "webp", 98)
     assert lowered.quality is not None and lowered.quality < 98 and lowered.score >= 80.0
@@ -102,7 +103,7 @@ def test_flat_art_is_lossless_when_that_is_smaller() -> None:
 def test_a_photograph_keeps_lossy_files_and_every_file_says_how_it_was_made() -> None:
     # Tiny files cannot reach every target (WebP's halved chroma caps a 160-px photograph near
     # 71): at 320 px they can.
-    options = ImagingOptions(variant_widths=(320, 480), threads=1, avif_effort=0)
+    options = ImagingOptions(variant_widths=(320, 480), threads=1, avif_effort=0, quality_search="floor")
     result = process_image(photo_like(600, 450).pngsave_buffer(), options)
 
     assert result.master.format == "jpeg" and result.master.quality is not None
@@ -159,13 +160,14 @@ def test_a_ceiling_below_the_floor_is_refused_and_never_aimed_at() -> None:
     Settings(webp_target_score=95.0, ceiling_score=90.0)  # targets are target mode's: no ceiling there
     # ImagingOptions built by hand is not validated: the search still never aims below the floor.
     probe = photo_like(320, 240)
-    choice = choose(probe, "webp", ImagingOptions(threads=1, floor_score=70.0, ceiling_score=40.0), flat=False)
+    choice = choose(probe, "webp", ImagingOptions(threads=1, floor_score=70.0, ceiling_score=40.0, quality_search="floor"),
+                    flat=False)
     assert choice.score >= 70.0
 
 
 def test_a_start_quality_outside_the_search_range_is_brought_into_it() -> None:
     gradient = (pyvips.Image.xyz(320, 240)[0] * 0.7 + 20).cast("uchar").bandjoin([80, 160]).copy(interpretation="srgb")
-    options = ImagingOptions(threads=1, jpeg_quality=2, floor_score=30.0, ceiling_score=31.0)
+    options = ImagingOptions(threads=1, jpeg_quality=2, floor_score=30.0, ceiling_score=31.0, quality_search="floor")
     choice = choose(gradient.copy_memory(), "jpeg", options, flat=False)
     assert choice.quality is not None and LOWEST <= choice.quality
 
@@ -180,7 +182,8 @@ def test_an_image_narrower_than_every_variant_width_is_its_own_probe() -> None:
 def test_remade_variants_are_searched_on_the_same_probe_and_keep_its_score() -> None:
     from blogimg.imaging.process import make_variants
 
-    options = ImagingOptions(variant_widths=(320, 480), threads=1, avif_effort=0)  # 160 px WebP caps near 70
+    options = ImagingOptions(variant_widths=(320, 480), threads=1, avif_effort=0,  # 160 px WebP caps near 70
+                             quality_search="floor")
     master = process_image(photo_like(600, 450).pngsave_buffer(), options).master.data
     remade = make_variants(master, options, {("webp", 320), ("webp", 480)})
     assert [file.width for file in remade] == [320, 480]
@@ -192,5 +195,5 @@ def test_remade_variants_are_searched_on_the_same_probe_and_keep_its_score() -> 
 def test_many_encoder_threads_give_the_same_files() -> None:
     data = photo_like(400, 300).pngsave_buffer()
     one = process_image(data, OPTIONS)
-    four = process_image(data, ImagingOptions(variant_widths=(160, 320), threads=4, avif_effort=0))
+    four = process_image(data, ImagingOptions(variant_widths=(160, 320), threads=4, avif_effort=0, quality_search="floor"))
     assert [f.sha256 for f in one.files] == [f.sha256 for f in four.files]
