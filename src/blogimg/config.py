@@ -242,7 +242,8 @@ class Settings(BaseSettings):
         0.0, ge=0, description="slope mode: bytes per megapixel an AVIF point is worth; 0: floor mode for it.")
     jpeg_lowest_score: float = Field(68.0, ge=30, le=100, description="slope mode: lowest JPEG score at the check size.")
     webp_lowest_score: float = Field(65.0, ge=30, le=100, description="slope mode: lowest WebP score at the check size.")
-    avif_lowest_score: float = Field(60.0, ge=30, le=100, description="slope mode: lowest AVIF score at the check size.")
+    avif_lowest_score: float = Field(
+        60.0, ge=30, le=100, description="slope mode, with AVIF_POINT_BYTES > 0: lowest AVIF score at the check size.")
     floor_score: float = Field(
         60.0, ge=30, le=100, description="floor mode: a file that would score below this is raised to it.")
     jpeg_target_score: float = Field(

@@ -13,9 +13,9 @@ from blogimg.imaging.options import ImagingOptions
 from blogimg.imaging.process import make_variants, process_image
 from blogimg.imaging.quality_balance import (
     MAX_RAISES,
-    MAX_TRIALS,
     RAISE_STEP,
-    STEP,
+    WALK_STEP,
+    WALK_TRIALS,
     balance_quality,
     raise_to_floor,
 )
@@ -40,10 +40,10 @@ def test_the_walk_ends_where_neither_neighbour_costs_less(image_format: str) -> 
                              start=start)
 
     assert choice.quality is not None and score_file(probe, choice.data) == pytest.approx(choice.score)
-    assert 3 <= choice.trials <= MAX_TRIALS
-    if choice.trials < MAX_TRIALS:  # the walk stopped on its own: a minimum on its steps
+    assert 3 <= choice.trials <= WALK_TRIALS
+    if choice.trials < WALK_TRIALS:  # the walk stopped on its own: a minimum on its steps
         here = _cost(probe, image_format, choice.quality, weight)
-        step = STEP[image_format]
+        step = WALK_STEP[image_format]
         assert here <= _cost(probe, image_format, choice.quality + step, weight)
         assert here <= _cost(probe, image_format, choice.quality - step, weight)
 
@@ -164,3 +164,104 @@ def test_the_settings_take_slope_mode_and_refuse_a_negative_price() -> None:
     assert (options.quality_search, options.point_bytes("webp"), options.lowest_score("avif")) == ("slope", 1234.0, 55.0)
     with pytest.raises(ValidationError, match="jpeg_point_bytes"):
         Settings(jpeg_point_bytes=-1.0)
+
+
+def _known_curve(monkeypatch: pytest.MonkeyPatch, best: int) -> tuple[list[int], object]:
+    """An encoder whose file at quality q scores q and weighs (q − best)² + 50 q bytes a megapixel
+    more than at 0, so at a weight of 50 the cost is lowest at ``best``; the trials it was asked for."""
+    asked: list[int] = []
+    probe = pyvips.Image.black(1000, 1000)  # one megapixel
+
+    def encode(quality: int) -> bytes:
+        asked.append(quality)
+        return bytes(1000 + (quality - best) ** 2 + 50 * quality) + quality.to_bytes(1, "big")
+
+    monkeypatch.setattr("blogimg.imaging.quality_balance.score_file", lambda _reference, data: float(data[-1]))
+    return asked, lambda start: balance_quality(probe, "jpeg", 50.0, encode, start=start)
+
+
+@pytest.mark.parametrize(("start", "best", "expected_trials"), [
+    (60, 60, [60, 65, 55]),  # the start is best: one step up, one down, no more
+    (60, 70, [60, 65, 70, 75]),  # up pays twice: never down
+    (60, 50, [60, 65, 55, 50, 45]),  # up does not pay, down does twice
+    (60, 30, [60, 65, 55, 50, 45]),  # the walk's trials run out on the way down
+])
+def test_the_walk_takes_its_steps_in_order_and_keeps_the_cheapest(monkeypatch: pytest.MonkeyPatch, start: int,
+                                                                  best: int, expected_trials: list[int]) -> None:
+    asked, walk = _known_curve(monkeypatch, best)
+    choice = walk(start)  # type: ignore[operator]
+    assert asked == expected_trials
+    assert choice.quality == (45 if best == 30 else best) and choice.trials == len(expected_trials)
+
+
+def test_the_walk_never_leaves_the_quality_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked, walk = _known_curve(monkeypatch, HIGHEST + 20)
+    choice = walk(HIGHEST - 2)  # type: ignore[operator]
+    assert max(asked) == HIGHEST and choice.quality == HIGHEST
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_slope_mode_gives_the_same_files_on_any_number_of_threads(threads: int) -> None:
+    data = photo_like(800, 600).pngsave_buffer()
+    options = ImagingOptions(variant_widths=(320, 768), threads=1, avif_effort=0)
+    reference = process_image(data, options)
+    again = process_image(data, ImagingOptions(variant_widths=(320, 768), threads=threads, avif_effort=0))
+    assert options.quality_search == "slope"  # the default
+    assert [f.sha256 for f in again.files] == [f.sha256 for f in reference.files]
+
+
+def test_process_image_checks_the_master_with_its_margin_and_keeps_the_checked_file(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import blogimg.imaging.choices as choices_module
+    import blogimg.imaging.process as process_module
+
+    margins: dict[str, float | None] = {}
+    real_check = process_module.check
+
+    def spying_check(image: pyvips.Image, image_format: str, *arguments: object, **keywords: object) -> object:
+        margins[image_format] = keywords.get("margin")  # type: ignore[assignment]
+        return real_check(image, image_format, *arguments, **keywords)  # type: ignore[arg-type]
+
+    full_size: list[int] = []
+    real_encode = choices_module.encode_with_budget
+
+    def counting_encode(image: pyvips.Image, image_format: str, *arguments: object, **keywords: object) -> bytes:
+        if image_format == "jpeg" and image.width == 960:
+            full_size.append(1)
+        return real_encode(image, image_format, *arguments, **keywords)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(process_module, "check", spying_check)
+    monkeypatch.setattr(choices_module, "encode_with_budget", counting_encode)
+    monkeypatch.setattr(process_module, "encode_with_budget", counting_encode)
+    options = ImagingOptions(variant_widths=(320, 768), threads=1, avif_effort=0, jpeg_lowest_score=99.0)
+    result = process_image(photo_like(960, 720).pngsave_buffer(), options)
+
+    assert margins == {"jpeg": 13.0, "webp": 7.0, "avif": 7.0}
+    assert result.master.score is not None  # measured by the check ...
+    assert len(full_size) == MAX_RAISES + 1  # ... whose last file is the master: not encoded again
+
+
+def test_an_image_with_alpha_gets_a_png_master_and_searched_checked_variants() -> None:
+    image = photo_like(800, 600).bandjoin(200)  # translucent: the alpha band stays
+    options = ImagingOptions(variant_widths=(320, 768), variant_formats=("webp",), threads=1)
+    result = process_image(image.pngsave_buffer(), options)
+    assert result.master.format == "png" and result.master.quality is None
+    assert {f.width for f in result.variants} == {320, 768, 800}
+    assert len({f.quality for f in result.variants}) == 1
+
+
+def test_an_image_narrower_than_every_width_is_its_own_probe_and_check() -> None:
+    result = process_image(photo_like(200, 150).pngsave_buffer(),
+                           ImagingOptions(variant_widths=(320, 768), threads=1, avif_effort=0))
+    assert {f.width for f in result.variants} == {200}
+    # Every file was scored where it is: the probe's trials are the check's first file.
+    assert result.master.score is not None and all(f.score is not None for f in result.variants)
+
+
+def test_jpeg_variants_share_the_masters_checked_quality() -> None:
+    options = ImagingOptions(variant_widths=(320, 768), variant_formats=("jpeg",), threads=1)
+    result = process_image(photo_like(960, 720).pngsave_buffer(), options)
+    assert result.master.format == "jpeg"
+    assert {f.quality for f in result.variants} == {result.master.quality}
+    widest = next(f for f in result.variants if f.width == 960)
+    assert widest.data == result.master.data  # the checked file, kept for both

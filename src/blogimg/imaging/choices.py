@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import pyvips
 
-from blogimg.imaging.encoder_memory import estimate, shared_budget
+from blogimg.imaging.encoder_memory import estimate, scoring_estimate, shared_budget
 from blogimg.imaging.encoders import encode_bytes
 from blogimg.imaging.quality_balance import Checked, balance_quality, raise_to_floor
-from blogimg.imaging.quality_search import Choice, search_quality
+from blogimg.imaging.quality_search import Choice, score_file, search_quality
 
 if TYPE_CHECKING:
     from blogimg.imaging.options import ImagingOptions
@@ -70,8 +70,17 @@ def check(image: pyvips.Image, image_format: str, choice: Choice, options: Imagi
     if margin is not None and choice.score >= options.lowest_score(image_format) + margin:
         return None
 
+    if image is not probe:
+        image = image.copy_memory()  # resized once, not once per encode and score
+
     def lossy(quality: int) -> bytes:
         return encode_with_budget(image, image_format, quality, options)
 
+    def budgeted_score(reference: pyvips.Image, data: bytes) -> float:
+        # Scoring a full-size master holds more than its encoder did: it shares the same budget.
+        with shared_budget(options.encoder_memory_bytes).reserve(scoring_estimate(reference.width, reference.height)):
+            return score_file(reference, data)
+
     known = (choice.data, choice.score) if image is probe else None
-    return raise_to_floor(image, lossy, choice.quality, options.lowest_score(image_format), known)
+    return raise_to_floor(image, lossy, choice.quality, options.lowest_score(image_format), known,
+                          score=budgeted_score)

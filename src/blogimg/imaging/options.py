@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from blogimg.imaging.colour_profile import DEFAULT_MAX_PROFILE_BYTES
 from blogimg.imaging.encoder_memory import DEFAULT_BUDGET_BYTES
@@ -17,7 +17,9 @@ from blogimg.imaging.limits import (
 if TYPE_CHECKING:
     from blogimg.config import Settings
 
-__all__ = ["ImagingOptions"]
+__all__ = ["ImagingOptions", "QualitySearch"]
+
+QualitySearch = Literal["slope", "floor", "target", "off"]  #: as Settings.quality_search
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +44,11 @@ class ImagingOptions:
     #: check size (quality_balance.py); "floor": the fixed qualities above, searched only for files
     #: scoring below floor_score or above ceiling_score; "target": every file at its target score;
     #: "off" (quality_search.py)
-    quality_search: str = "slope"
+    quality_search: QualitySearch = "slope"
     #: slope mode: bytes per megapixel one SSIMULACRA2 point is worth (0: that format keeps the
     #: floor search), and the lowest score of a file at the check size. Calibrated on the benchmark
-    #: corpus (BENCHMARKS.md): each format's mean score sharp's defaults' (less the 0.5 the issue
-    #: allows), none below sharp's lowest. AVIF keeps the floor search: the slope search found only
+    #: corpus (BENCHMARKS.md): each format's mean score at least sharp's defaults' less 0.5, none
+    #: below sharp's lowest. AVIF keeps the floor search: the slope search found only
     #: 3% fewer AVIF bytes there, for two more trials an image (the encoder, not the quality, is
     #: what AVIF lacks: see the allocation bound).
     jpeg_point_bytes: float = 6250.0

@@ -44,6 +44,8 @@ __all__ = ["EncodedFile", "ImagingOptions", "ProcessedImage", "dominant_color", 
 _CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp",
                   "avif": "image/avif"}
 _EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif"}
+#: What a format's search gave: its choice on the probe and (slope mode) the file its check made.
+Chosen = tuple[Choice, Checked | None]
 #: Slope mode checks each variant format's floor on the variant nearest this width: the width a
 #: blog's content column most often shows (and the one the imaging benchmark scores).
 CHECK_WIDTH = 768
@@ -145,14 +147,14 @@ def process_image(data: bytes, options: ImagingOptions = ImagingOptions(),
         lambda: dominant_color(image),
     ]
     searches: list[Callable[[], object]] = [
-        partial(_choose, probe, image_format, options, flat, _check_image(image, sized, image_format, master_format),
+        partial(_choose_and_check, probe, image_format, options, flat, _check_image(image, sized, image_format, master_format),
                 master=image_format == master_format)
         for image_format in searched]
     try:
         # With searches, the small files fill the threads the searches leave idle, and every
         # file waits for its format's choice; without, everything goes in one round.
         early = run_in_encoder_pool([*searches, *small], options.threads) if searches else []
-        choices: dict[str, tuple[Choice, Checked | None]] = dict(zip(searched, early[:len(searches)], strict=True))
+        choices: dict[str, Chosen] = dict(zip(searched, early[:len(searches)], strict=True))
         # The widest variants go first: they take longest, and starting them last would leave
         # one thread finishing alone.
         results = run_in_encoder_pool([
@@ -202,16 +204,16 @@ def _check_image(image: pyvips.Image, sized: list[pyvips.Image], image_format: s
     return min(sized, key=lambda s: (abs(s.width - CHECK_WIDTH), s.width))
 
 
-def _choose(probe: pyvips.Image, image_format: str, options: ImagingOptions, flat: bool,
-            at: pyvips.Image, *, master: bool) -> tuple[Choice, Checked | None]:
-    """The search's choice on the probe, then (slope mode) its floor checked on ``at``."""
+def _choose_and_check(probe: pyvips.Image, image_format: str, options: ImagingOptions, flat: bool,
+                      check_image: pyvips.Image, *, master: bool) -> Chosen:
+    """The search's choice on the probe, then (slope mode) its floor checked on ``check_image``."""
     choice = choose(probe, image_format, options, flat=flat)
     margin = MASTER_CHECK_MARGIN if master else VARIANT_CHECK_MARGIN
-    return choice, check(at, image_format, choice, options, probe=probe, margin=margin)
+    return choice, check(check_image, image_format, choice, options, probe=probe, margin=margin)
 
 
 def _final(image: pyvips.Image, image_format: str, options: ImagingOptions, role: str,
-           chosen: tuple[Choice, Checked | None] | None, probe: pyvips.Image) -> EncodedFile:
+           chosen: Chosen | None, probe: pyvips.Image) -> EncodedFile:
     """One file at the quality the search chose (the fixed quality without one). The search's own
     files are kept, not encoded again: the probe's last trial, and the file its check made."""
     if chosen is None:
@@ -229,7 +231,7 @@ def _final(image: pyvips.Image, image_format: str, options: ImagingOptions, role
         data = encode_with_budget(image, lossless_format, LOSSLESS_WEBP_QUALITY, options, lossless=True)
         return _file(image, lossless_format, role, data, None, None, lossless=True, options=options)
     assert choice.quality is not None
-    if checked is not None and image.width == checked.width:
+    if checked is not None and (image.width, image.height) == (checked.width, checked.height):
         return _file(image, image_format, role, checked.data, checked.quality, checked.score, options=options)
     quality = checked.quality if checked is not None else choice.quality
     if image is probe and quality == choice.quality:
@@ -287,11 +289,10 @@ def make_variants(data: bytes, options: ImagingOptions,
         probe, flat = _probe(sized, image, searched)
         master_format = "png" if image.hasalpha() else "jpeg"
         searches: list[Callable[[], object]] = [
-            partial(_choose, probe, image_format, options, flat,
+            partial(_choose_and_check, probe, image_format, options, flat,
                     _check_image(image, sized, image_format, master_format), master=image_format == master_format)
             for image_format in searched]
-        choices: dict[str, tuple[Choice, Checked | None]] = dict(
-            zip(searched, run_in_encoder_pool(searches, options.threads), strict=True))
+        choices: dict[str, Chosen] = dict(zip(searched, run_in_encoder_pool(searches, options.threads), strict=True))
         work: list[Callable[[], object]] = [encoder(image_format, width)  # widest first, as process_image does
                                             for image_format, width in sorted(wanted, key=lambda pair: -pair[1])]
         return tuple(sorted(run_in_encoder_pool(work, options.threads), key=lambda file: (file.width, file.format)))

@@ -12,8 +12,9 @@ well short of it.
 One image at a time, without seeing the others: on the probe (the narrowest variant), keep the
 quality minimising ``bytes per megapixel − weight × score``, where ``weight`` (a setting per
 format, ``*_POINT_BYTES``) is what a point is worth. The walk starts at the format's fixed quality
-and steps up by ``STEP`` qualities while the cost falls, else down while it falls: three trials
-when the start is best, one more per step taken, at most ``MAX_TRIALS``. (Shortcuts measured on
+and steps up by ``WALK_STEP`` qualities while the cost falls, else down while it falls: three trials
+when the start is best, two plus one per step taken up, three plus one per step taken down, at
+most ``WALK_TRIALS``. (Shortcuts measured on
 the benchmark corpus, a third trial placed by a model of how the price grows, or no step down when
 the step up cost little more than ``weight``, saved a trial an image but chose worse: the master
 at 0.821× and 0.832× sharp's bytes where the walk chose 0.800×, at means 0.1 and 0.4 higher.)
@@ -33,20 +34,21 @@ import pyvips
 
 from blogimg.imaging.quality_search import HIGHEST, LOWEST, Choice, score_file, weigh_lossless
 
-__all__ = ["Checked", "MAX_RAISES", "MAX_TRIALS", "STEP", "balance_quality", "raise_to_floor"]
+__all__ = ["Checked", "MAX_RAISES", "RAISE_STEP", "WALK_STEP", "WALK_TRIALS", "balance_quality", "raise_to_floor"]
 
-MAX_TRIALS = 5
+WALK_TRIALS = 5
 #: Qualities between trials: about two score points near the defaults.
-STEP = {"jpeg": 5, "webp": 5, "avif": 4}
+WALK_STEP = {"jpeg": 5, "webp": 5, "avif": 4}
 RAISE_STEP = 4  #: qualities per raise while a checked file is below the floor
 MAX_RAISES = 4  #: then the highest quality's file is kept, below the floor
 
 
 @dataclass(frozen=True, slots=True)
 class Checked:
-    """A file made at the check size: its width, quality, score and bytes (kept as that file)."""
+    """A file made at the check size: its size, quality, score and bytes (kept as that file)."""
 
     width: int
+    height: int
     quality: int
     score: float
     data: bytes
@@ -55,11 +57,11 @@ class Checked:
 
 def balance_quality(probe: pyvips.Image, image_format: str, weight: float, encode: Callable[[int], bytes], *,
                     start: int, lossless: Callable[[], bytes] | None = None) -> Choice:
-    """The quality (on a walk of ``STEP`` from ``start``) minimising bytes per megapixel of
+    """The quality (on a walk of ``WALK_STEP`` from ``start``) minimising bytes per megapixel of
     ``encode(quality)`` minus ``weight`` times its score against ``probe``; with ``lossless``
     (flat art), the exact file instead when it is smaller than that one."""
     megapixels = probe.width * probe.height / 1e6
-    step = STEP.get(image_format, 5)
+    step = WALK_STEP.get(image_format, 5)
     tried: dict[int, tuple[float, bytes]] = {}
 
     def cost(quality: int) -> float:
@@ -73,7 +75,7 @@ def balance_quality(probe: pyvips.Image, image_format: str, weight: float, encod
     cost(best)
     for direction in (1, -1):
         moved = False
-        while len(tried) < MAX_TRIALS:
+        while len(tried) < WALK_TRIALS:
             following = min(HIGHEST, max(LOWEST, best + direction * step))
             if following == best or cost(following) >= cost(best):
                 break
@@ -85,18 +87,20 @@ def balance_quality(probe: pyvips.Image, image_format: str, weight: float, encod
 
 
 def raise_to_floor(reference: pyvips.Image, encode: Callable[[int], bytes], quality: int,
-                   floor: float, known: tuple[bytes, float] | None = None) -> Checked:
+                   floor: float, known: tuple[bytes, float] | None = None, *,
+                   score: Callable[[pyvips.Image, bytes], float] = score_file) -> Checked:
     """``encode(quality)`` of ``reference`` (the image at the check size), raised ``RAISE_STEP``
-    at a time while its score is below ``floor``; the highest quality's file when none reaches it.
-    ``known``: that first file and its score, when the search made it already (the probe)."""
-    data, score = known if known is not None else (None, 0.0)
+    at a time while its ``score`` is below ``floor``; after ``MAX_RAISES`` raises (or at HIGHEST)
+    the last file is kept, below the floor. ``known``: that first file and its score, when the
+    search made it already (the probe)."""
+    data, reached = known if known is not None else (None, 0.0)
     if data is None:
         data = encode(quality)
-        score = score_file(reference, data)
+        reached = score(reference, data)
     trials = 1
-    while score < floor and quality < HIGHEST and trials <= MAX_RAISES:
+    while reached < floor and quality < HIGHEST and trials <= MAX_RAISES:
         quality = min(HIGHEST, quality + RAISE_STEP)
         data = encode(quality)
-        score = score_file(reference, data)
+        reached = score(reference, data)
         trials += 1
-    return Checked(reference.width, quality, score, data, trials)
+    return Checked(reference.width, reference.height, quality, reached, data, trials)

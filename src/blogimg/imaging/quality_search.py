@@ -16,8 +16,8 @@ What one search costs, and how it is kept small:
   ringing around sharp glyphs); a 768-px WebP of a photograph half a point below, of a diagram or a
   card up to 6.2 below; a 768-px AVIF a point above, up to 4.9 below. So the floor and the targets
   hold on the probe, and only about at the other sizes.
-- Two modes here (the default, *slope*, is quality_balance.py's). *target*: every file reaches the target with the lowest quality that does (as
-  ``q_auto``). *floor*: the format's fixed quality is kept while its file scores between a floor
+- Two modes here (the default, *slope*, is quality_balance.py's). *target*: every file reaches
+  the target with the lowest quality that does (as ``q_auto``). *floor*: the format's fixed quality is kept while its file scores between a floor
   (medium-high quality by default) and a ceiling (visually lossless); only files outside are
   searched, up to the floor or down to the ceiling. A fixed quality spends bytes where they buy
   the most score (a smooth image gains many points for few bytes, a textured one few for many),
