@@ -147,8 +147,8 @@ def process_image(data: bytes, options: ImagingOptions = ImagingOptions(),
         lambda: dominant_color(image),
     ]
     searches: list[Callable[[], object]] = [
-        partial(_choose_and_check, probe, image_format, options, flat, _check_image(image, sized, image_format, master_format),
-                master=image_format == master_format)
+        partial(_choose_and_check, probe, image_format, options, flat,
+                _check_image(image, sized, image_format, master_format), master=image_format == master_format)
         for image_format in searched]
     try:
         # With searches, the small files fill the threads the searches leave idle, and every

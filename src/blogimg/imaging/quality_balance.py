@@ -12,12 +12,12 @@ well short of it.
 One image at a time, without seeing the others: on the probe (the narrowest variant), keep the
 quality minimising ``bytes per megapixel − weight × score``, where ``weight`` (a setting per
 format, ``*_POINT_BYTES``) is what a point is worth. The walk starts at the format's fixed quality
-and steps up by ``WALK_STEP`` qualities while the cost falls, else down while it falls: three trials
-when the start is best, two plus one per step taken up, three plus one per step taken down, at
-most ``WALK_TRIALS``. (Shortcuts measured on
-the benchmark corpus, a third trial placed by a model of how the price grows, or no step down when
-the step up cost little more than ``weight``, saved a trial an image but chose worse: the master
-at 0.821× and 0.832× sharp's bytes where the walk chose 0.800×, at means 0.1 and 0.4 higher.)
+and steps up by ``WALK_STEP`` qualities while the cost falls, else down while it falls: three
+trials when the start is best, two plus one per step taken up, three plus one per step taken
+down, at most ``WALK_TRIALS``. (Two shortcuts were measured on the benchmark corpus: a third trial
+placed by a model of how the price grows, and no step down when the step up cost little more than
+``weight``. Each saved a trial an image but chose worse: the master at 0.821× and 0.832× sharp's
+bytes where the walk chose 0.800×, at means 0.1 and 0.4 higher.)
 
 Then the floor, checked where readers see the file rather than on the probe, which cannot
 guard it (a full-size master of small text scores up to 13 points below its 480-px probe):
