@@ -218,12 +218,10 @@ def _final(image: pyvips.Image, image_format: str, options: ImagingOptions, role
     files are kept, not encoded again: the probe's last trial, and the file its check made."""
     if chosen is None:
         return _encode(image, image_format, options, role=role)
-    choice: Choice | None = chosen[0]
-    checked = chosen[1]
-    assert choice is not None
+    choice, checked = chosen
     if choice.lossless and image_format == "jpeg" and role != "master":
+        assert choice.lossy is not None
         choice = choice.lossy  # a PNG may stand in for the JPEG master, never for a JPEG variant
-        assert choice is not None
     if choice.lossless:
         lossless_format = "png" if image_format == "jpeg" else image_format
         if image is probe:

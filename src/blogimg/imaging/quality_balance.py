@@ -93,10 +93,11 @@ def raise_to_floor(reference: pyvips.Image, encode: Callable[[int], bytes], qual
     at a time while its ``score`` is below ``floor``; after ``MAX_RAISES`` raises (or at HIGHEST)
     the last file is kept, below the floor. ``known``: that first file and its score, when the
     search made it already (the probe)."""
-    data, reached = known if known is not None else (None, 0.0)
-    if data is None:
+    if known is None:
         data = encode(quality)
         reached = score(reference, data)
+    else:
+        data, reached = known
     trials = 1
     while reached < floor and quality < HIGHEST and trials <= MAX_RAISES:
         quality = min(HIGHEST, quality + RAISE_STEP)

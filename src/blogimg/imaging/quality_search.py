@@ -17,12 +17,13 @@ What one search costs, and how it is kept small:
   card up to 6.2 below; a 768-px AVIF a point above, up to 4.9 below. So the floor and the targets
   hold on the probe, and only about at the other sizes.
 - Two modes here (the default, *slope*, is quality_balance.py's). *target*: every file reaches
-  the target with the lowest quality that does (as ``q_auto``). *floor*: the format's fixed quality is kept while its file scores between a floor
-  (medium-high quality by default) and a ceiling (visually lossless); only files outside are
-  searched, up to the floor or down to the ceiling. A fixed quality spends bytes where they buy
-  the most score (a smooth image gains many points for few bytes, a textured one few for many),
-  so at an equal *mean* score it needs fewer bytes than a constant target, and the floor still
-  keeps every image from looking bad; most files need one trial.
+  the target with the lowest quality that does (as ``q_auto``). *floor*: the format's fixed
+  quality is kept while its file scores between a floor (medium-high quality by default) and a
+  ceiling (visually lossless); only files outside are searched, up to the floor or down to the
+  ceiling. A fixed quality spends bytes where they buy the most score (a smooth image gains many
+  points for few bytes, a textured one few for many), so at an equal *mean* score it needs fewer
+  bytes than a constant target, and the floor still keeps every image from looking bad; most
+  files need one trial.
 - The first guess comes from the target (a line fitted per format on the corpus), the next from
   the slope between the last two trials (secant), never outside the bracket found so far; the
   search ends as soon as a passing trial is within ``CLOSE_ENOUGH`` of the target or the bracket is
