@@ -50,8 +50,8 @@ _JPEG_FULL_CHROMA_BYTES_PER_PIXEL = 15
 _AVIF_FULL_CHROMA_FACTOR = 2.5
 
 
-#: SSIMULACRA2 (perceptual.py) holds both images as float planes at each scale, with their blurs:
-#: peak resident memory grew 52 bytes a pixel scoring a 2048×2048 pair (207 MB), 64 with slack.
+#: SSIMULACRA2 (perceptual.py) holds both images in linear light and a few float planes with their
+#: blurs: peak resident memory grew 49 bytes a pixel scoring a 2048×2048 pair (206 MB), 64 with slack.
 _SCORING_BYTES_PER_PIXEL = 64
 
 

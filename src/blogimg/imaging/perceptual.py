@@ -1,4 +1,4 @@
-"""SSIMULACRA2, the perceptual distance the quality search aims at, in libvips operations only.
+"""SSIMULACRA2, the perceptual distance the quality search aims at, in numpy.
 
 SSIMULACRA2 (Jon Sneyers, Cloudinary; part of libjxl, BSD-3-Clause licence) compares a
 distorted image with its reference in the XYB colour space at six scales, with an SSIM map and
@@ -12,14 +12,22 @@ its zero padding falls on the left and right columns and its mirroring at the to
 the 2x2 box downsample in linear RGB with partial blocks at odd edges, and its weight indexing,
 which shifts when an image is too small for six scales.
 
-numpy and scipy are not dependencies of blogimg, so everything is a libvips pipeline. The speed
-comes from computing only what carries weight: 63 of the 108 weights are zero and 38 more are
-below 0.0021, together moving a score by at most about 0.002 on the benchmark corpus, while the
-rest are 0.28 or more. Left out, the full-resolution scale (three quarters of all the work) needs
-only the Y channel's SSIM and detail-lost maps, and the coarsest scale nothing at all. Cube roots
-are exp(log(x) / 3), cheaper in libvips than pow; the four blurred quantities per channel (both
-means, the sum of both second moments and the cross moment: the SSIM map only ever uses
-sigma11 + sigma22) go through one separable convolution.
+The quality search scores every trial encode, so the metric's speed is the search's. It was
+first a chain of libvips operations; scoring a 480-px probe took ~0.15 s, two thirds of it the
+fixed cost of building some 220 operations and 20 evaluations, and the slope search spent half
+its CPU time there. numpy's whole-array operations have no such cost and release the GIL, so
+trials still score side by side on the encoder pool's threads; the same score now takes about a
+quarter of the time. Everything is float32, one plane (a 2-D array) at a time, so scoring holds
+a few planes per image rather than all channels' blurs at once (encoder_memory.scoring_estimate).
+
+The speed also comes from computing only what carries weight: 63 of the 108 weights are zero and
+38 more are below 0.0021, together moving a score by at most about 0.002 on the benchmark
+corpus, while the rest are 0.28 or more. Left out, the full-resolution scale (three quarters of
+all the work) needs only the Y channel's SSIM and detail-lost maps, and the coarsest scale
+nothing at all. Each channel's SSIM map is formed from the sum and the difference of the two
+images' planes, whose blurred squares give the variances of a sum and of a difference: that
+loses less to float32 cancellation than s11 - mu1^2 does (agreement with the float64 port:
+about 0.001).
 
 Images with alpha are blended onto 0.1 and 0.9 grey, in gamma-encoded sRGB as libjxl does, and
 the lower score is returned. (The Python port's compute_ssimulacra2_with_alpha means to do the
@@ -30,12 +38,17 @@ from __future__ import annotations
 
 import functools
 import math
-from array import array
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 import pyvips
 
 __all__ = ["ssimulacra2"]
+
+Plane = npt.NDArray[np.float32]
+#: An image in linear RGB: its red, green and blue planes (one plane three times for grey).
+Linear = tuple[Plane, Plane, Plane]
 
 # libjxl's opsin absorbance matrix and bias (lib/jxl/cms/opsin_params.h).
 _OPSIN = ((0.30, 1.0 - 0.078 - 0.30, 0.078),
@@ -46,7 +59,6 @@ _CBRT_BIAS = _OPSIN_BIAS ** (1.0 / 3.0)
 _C2 = 0.0009
 _NUM_SCALES = 6
 _BLUR_SIGMA = 1.5
-_BLUR_RADIUS = round(3.2795 * _BLUR_SIGMA + 0.2546)  # the zero rows above and below: 5
 # Below this a weight is left out; all such weights are 0.0021 or less, the next smallest 0.285.
 _NEGLIGIBLE_WEIGHT = 0.01
 
@@ -79,7 +91,10 @@ _EXPONENT = 0.6276336467831387
 
 _SSIM, _ARTIFACT, _DETAIL_LOST = 0, 1, 2
 _FEATURES_PER_SCALE = 6  # 3 maps x 2 norms
-_HUGE = 1e30  # clamp's upper bound, where only the lower one (max(x, 0)) is meant
+# X, Y and B from the cube roots c0, c1, c2 of the three opsin mixtures, with the constants the
+# port adds: X = (c0 - c1) / 2 * 14 + 0.42, Y = (c0 + c1) / 2 - cbrt(bias) + 0.01 and
+# B = c2 - cbrt(bias) - (Y before its 0.01) + 0.55 (the bias's cube root cancels in X and in B).
+_X, _Y, _B = 0, 1, 2
 
 
 def _srgb_to_linear(value: float) -> float:
@@ -87,22 +102,16 @@ def _srgb_to_linear(value: float) -> float:
     return value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4
 
 
-def _float_image(values: list[float], width: int) -> pyvips.Image:
-    return pyvips.Image.new_from_memory(array("f", values).tobytes(), width, 1, 1, "float")
+_LINEAR_LUT = np.array([_srgb_to_linear(value / 255.0) for value in range(256)], dtype=np.float32)
 
 
 @functools.cache
-def _linear_lut() -> pyvips.Image:
-    return _float_image([_srgb_to_linear(value / 255.0) for value in range(256)], 256)
-
-
-@functools.cache
-def _blur_mask() -> pyvips.Image:
-    # scipy.ndimage.gaussian_filter(sigma=1.5, truncate=3.33), as the port blurs: 11 taps.
+def _taps() -> tuple[float, ...]:
+    """scipy.ndimage.gaussian_filter(sigma=1.5, truncate=3.33), as the port blurs: 11 taps."""
     radius = int(3.33 * _BLUR_SIGMA + 0.5)
     taps = [math.exp(-0.5 * (x / _BLUR_SIGMA) ** 2) for x in range(-radius, radius + 1)]
     total = sum(taps)
-    return _float_image([tap / total for tap in taps], len(taps))
+    return tuple(float(np.float32(tap / total)) for tap in taps)
 
 
 @dataclass(frozen=True)
@@ -142,169 +151,210 @@ def _plans(scale_count: int) -> tuple[_ScalePlan, ...]:
     return tuple(plans)
 
 
-@functools.cache
-def _matrix(rows: tuple[tuple[float, ...], ...]) -> pyvips.Image:
-    """A recomb matrix, made once: building one from a list costs as much as a small scale's op."""
-    return pyvips.Image.new_from_list([list(row) for row in rows]).copy_memory()
+def _cube_roots(image: Linear, channels: tuple[int, ...]) -> list[Plane]:
+    """c0, c1 (and c2 when B is needed): cube roots of the opsin mixtures plus bias. Mixtures of
+    non-negative light plus the bias are positive, so the port's max(0) never acts."""
+    red, green, blue = image
+    roots = []
+    for row in _OPSIN[:3 if _B in channels else 2]:
+        mixture = red * np.float32(row[0])
+        mixture += green * np.float32(row[1])
+        mixture += blue * np.float32(row[2])
+        mixture += np.float32(_OPSIN_BIAS)
+        roots.append(np.cbrt(mixture, out=mixture))
+    return roots
 
 
-def _rows(width: int, entries: list[list[tuple[int, float]]]) -> pyvips.Image:
-    """A recomb matrix from sparse rows of (input band, coefficient)."""
-    matrix = []
-    for row in entries:
-        dense = [0.0] * width
-        for band, coefficient in row:
-            dense[band] += coefficient
-        matrix.append(tuple(dense))
-    return _matrix(tuple(matrix))
+def _xyb(roots: list[Plane], channel: int) -> Plane:
+    """One of the port's positive XYB planes from the cube roots."""
+    if channel == _X:
+        return (roots[0] - roots[1]) * np.float32(7.0) + np.float32(0.42)
+    luma = (roots[0] + roots[1]) * np.float32(0.5)
+    if channel == _Y:
+        return luma + np.float32(0.01 - _CBRT_BIAS)
+    return roots[2] - luma + np.float32(0.55)
 
 
-# X, Y and B as combinations of the cube roots c0, c1, c2 of the three opsin mixtures, and the
-# constants the port adds: X = (c0 - c1) / 2 * 14 + 0.42, Y = (c0 + c1) / 2 - cbrt(bias) + 0.01
-# and B = c2 - cbrt(bias) - Y + 0.55 (the bias's cube root cancels in X and in B).
-_FROM_ROOTS = ({0: 7.0, 1: -7.0}, {0: 0.5, 1: 0.5}, {0: -0.5, 1: -0.5, 2: 1.0})
-_XYB_OFFSETS = (0.42, 0.01 - _CBRT_BIAS, 0.55)
-
-
-def _sum_and_difference(linear_pair: pyvips.Image, channels: tuple[int, ...]) -> pyvips.Image:
-    """a + b, then a - b, per channel: a and b the port's positive XYB of the two images.
-
-    Both images travel as one 6-band image, so each step is one libvips operation for the two.
-    Sum and difference carry everything the maps need (see _ssim_map and _edge_ratio) and make
-    the SSIM terms variances of a sum and of a difference, which lose less to float cancellation
-    than s11 - mu1^2 does. Mixtures of non-negative light plus the bias are positive, so the
-    port's max(0) before the cube root never acts and is left out.
-    """
-    mixtures = 3 if 2 in channels else 2
-    mix = _rows(6, [[(3 * image + colour, _OPSIN[row][colour]) for colour in range(3)]
-                    for image in range(2) for row in range(mixtures)])
-    roots = ((linear_pair.recomb(mix) + _OPSIN_BIAS).log() * (1.0 / 3.0)).exp()
-    combine = _rows(2 * mixtures, [[(root + mixtures * image, coefficient * sign)
-                                    for image, sign in ((0, 1.0), (1, signs))
-                                    for root, coefficient in _FROM_ROOTS[channel].items()]
-                                   for signs in (1.0, -1.0) for channel in channels])
-    offsets = [2.0 * _XYB_OFFSETS[channel] for channel in channels] + [0.0] * len(channels)
-    return roots.recomb(combine).linear([1.0] * len(offsets), offsets)
-
-
-def _blur(image: pyvips.Image) -> pyvips.Image:
+def _blur(plane: Plane) -> Plane:
     """The port's blur: mirrored rows above and below, zero columns at the sides.
 
     The port pads "rows" with zeros and reflects "columns", but its planes are transposed
     (``linear.T`` in its linear_rgb_to_xyb), so in image terms the zeros are at the sides.
+    The kernel is symmetric, so each pair of taps costs one add before its multiply.
     """
-    width, height = image.width, image.height
-    radius = _BLUR_RADIUS
-    padded = image.embed(0, radius, width, height + 2 * radius, extend="mirror")
-    padded = padded.embed(radius, 0, width + 2 * radius, height + 2 * radius, extend="black")
-    return padded.convsep(_blur_mask(), precision="float").crop(radius, radius, width, height)
+    taps = _taps()
+    radius = len(taps) // 2
+    height = plane.shape[0]
+    padded = np.pad(plane, ((radius, radius), (0, 0)), mode="symmetric")  # scipy's "reflect"
+    vertical = padded[radius:radius + height] * np.float32(taps[radius])
+    pair = np.empty_like(vertical)
+    for offset in range(radius):
+        np.add(padded[offset:offset + height], padded[2 * radius - offset:2 * radius - offset + height], out=pair)
+        pair *= np.float32(taps[offset])
+        vertical += pair
+    del padded, pair
+    blurred = vertical * np.float32(taps[radius])
+    for shift in range(1, radius + 1):  # beyond the sides is zero, so those products are left out
+        weight = np.float32(taps[radius - shift])
+        blurred[:, shift:] += vertical[:, :-shift] * weight
+        blurred[:, :-shift] += vertical[:, shift:] * weight
+    return blurred
 
 
-def _clamp_positive(image: pyvips.Image) -> pyvips.Image:
-    return image.clamp(min=0.0, max=_HUGE)
-
-
-def _ssim_map(blurred: pyvips.Image, count: int) -> pyvips.Image:
-    """max(0, 1 - (1 - (mu1 - mu2)^2) * (2 (s12 - mu1 mu2) + C2) / (s11 + s22 - mu1^2 - mu2^2 + C2)).
-
-    ``blurred`` holds S = mu1 + mu2, M = mu1 - mu2, P = blur((a + b)^2), D = blur((a - b)^2),
-    count bands each. The numerator is (VP - VD) / 2 + C2 and the denominator (VP + VD) / 2 + C2
-    with VP = P - S^2 and VD = D - M^2.
-    """
-    k = count
-    squares = blurred.extract_band(0, n=2 * k)
-    squares = squares * squares
-    variances = blurred.extract_band(2 * k, n=2 * k) - squares
-    parts = variances.recomb(_rows(2 * k, [[(c, 0.5), (k + c, -0.5)] for c in range(k)]
-                                   + [[(c, 0.5), (k + c, 0.5)] for c in range(k)]))
-    parts = parts + _C2
-    similarity = parts.extract_band(0, n=k) / parts.extract_band(k, n=k)
-    return _clamp_positive(1.0 - similarity * (1.0 - squares.extract_band(k, n=k)))
-
-
-def _edge_ratio(sums: pyvips.Image, blurred: pyvips.Image, count: int) -> pyvips.Image:
-    """(1 + |b - mu2|) / (1 + |a - mu1|) - 1, from a + b, a - b and their blurs.
-
-    Over 0, the distorted image has edges the reference lacks (artifacts); under 0, it lost some.
-    """
-    k = count
-    deviations = sums - blurred.extract_band(0, n=2 * k)
-    deviations = deviations.recomb(_rows(2 * k, [[(c, 0.5), (k + c, 0.5)] for c in range(k)]
-                                         + [[(c, 0.5), (k + c, -0.5)] for c in range(k)]))
-    deviations = deviations.abs() + 1.0
-    return deviations.extract_band(k, n=k) / deviations.extract_band(0, n=k) - 1.0
-
-
-def _scale_sum(linear_pair: pyvips.Image, plan: _ScalePlan) -> float:
-    """One scale's weighted features, from both images in linear RGB (6 bands)."""
-    k = len(plan.channels)
-    sums = _sum_and_difference(linear_pair, plan.channels).copy_memory()
-    blurred = _blur(sums.bandjoin(sums * sums)).copy_memory()
-
-    needed = {feature % 3 for feature, _, _ in plan.features}
-    maps: list[pyvips.Image] = []
-    first_band: dict[int, int] = {}
-    if _SSIM in needed:
-        first_band[_SSIM] = len(maps) * k
-        maps.append(_ssim_map(blurred, k))
-    if needed & {_ARTIFACT, _DETAIL_LOST}:
-        ratio = _edge_ratio(sums, blurred, k)
-        for kind, signed in ((_ARTIFACT, ratio), (_DETAIL_LOST, ratio * -1.0)):
-            if kind in needed:
-                first_band[kind] = len(maps) * k
-                maps.append(_clamp_positive(signed))
-    features = maps[0].bandjoin(maps[1:]) if len(maps) > 1 else maps[0]
-    # A mean comes from a band's sum; a 4-norm from the sum of squares of the squared band.
-    both = features.bandjoin(features * features)
-    # stats: a row per band after the first (all bands); columns min, max, sum, sum of squares, ...
-    stats = array("d")
-    stats.frombytes(both.stats().write_to_memory())
-    columns = 10
-    pixels = float(linear_pair.width * linear_pair.height)
-    total = 0.0
-    for feature, channel, weight in plan.features:
-        band = first_band[feature % 3] + plan.channels.index(channel)
-        if feature >= 3:
-            total += weight * (stats[(1 + features.bands + band) * columns + 3] / pixels) ** 0.25
-        else:
-            total += weight * stats[(1 + band) * columns + 2] / pixels
+def _downsample(plane: Plane) -> Plane:
+    """The 2x2 box average; a partial block at an odd edge averages the pixels it has."""
+    height, width = plane.shape
+    if height % 2 or width % 2:
+        plane = np.pad(plane, ((0, height % 2), (0, width % 2)), mode="edge")
+    total = plane[0::2, 0::2] + plane[1::2, 0::2]
+    total += plane[0::2, 1::2]
+    total += plane[1::2, 1::2]
+    total *= np.float32(0.25)
     return total
 
 
-def _score(linear_pair: pyvips.Image) -> float:
-    """SSIMULACRA2 of two images in linear RGB, joined into one 6-band float image."""
-    plans = _plans(_scale_count(linear_pair.width, linear_pair.height))
+def _downsample_image(image: Linear) -> Linear:
+    smaller = {id(plane): _downsample(plane) for plane in image}  # grey: one plane, once
+    return (smaller[id(image[0])], smaller[id(image[1])], smaller[id(image[2])])
+
+
+def _channel_maps(planes: list[Plane], needed: set[int]) -> dict[int, Plane]:
+    """The SSIM, artifact and detail-lost maps of one channel that are ``needed``, from its
+    planes in the reference and the distorted image (taken from ``planes``, so they are freed
+    as soon as their sum and difference are made).
+
+    From S = a + b and M = a - b and their blurs: mu1 - mu2 is blur(M), and with
+    VP = blur(S^2) - blur(S)^2 and VD = blur(M^2) - blur(M)^2 the SSIM map is
+    max(0, 1 - (1 - blur(M)^2) ((VP - VD) / 2 + C2) / ((VP + VD) / 2 + C2)).
+    The edge ratio is (1 + |b - mu2|) / (1 + |a - mu1|) - 1: over 0 the distorted image has
+    edges the reference lacks (artifacts), under 0 it lost some.
+    """
+    second = planes.pop()
+    total = planes[-1] + second
+    difference = planes.pop() - second
+    del second
+    total_blurred, difference_blurred = _blur(total), _blur(difference)
+    maps: dict[int, Plane] = {}
+    if _SSIM in needed:
+        spread = _blur(total * total)
+        spread -= total_blurred * total_blurred
+        lost = _blur(difference * difference)
+        difference_squared = difference_blurred * difference_blurred
+        lost -= difference_squared
+        numerator = (spread - lost) * np.float32(0.5) + np.float32(_C2)
+        spread += lost
+        del lost
+        spread *= np.float32(0.5)
+        spread += np.float32(_C2)
+        numerator /= spread
+        del spread
+        numerator *= np.float32(1.0) - difference_squared
+        del difference_squared
+        np.subtract(np.float32(1.0), numerator, out=numerator)
+        maps[_SSIM] = np.maximum(numerator, np.float32(0.0), out=numerator)
+    if needed & {_ARTIFACT, _DETAIL_LOST}:
+        # a - mu1 = ((S - blur S) + (M - blur M)) / 2, b - mu2 = ((S - blur S) - (M - blur M)) / 2
+        total -= total_blurred
+        difference -= difference_blurred
+        del total_blurred, difference_blurred
+        reference_edges = np.abs(total + difference)
+        reference_edges *= np.float32(0.5)
+        reference_edges += np.float32(1.0)
+        total -= difference
+        del difference
+        distorted_edges = np.abs(total, out=total)
+        distorted_edges *= np.float32(0.5)
+        distorted_edges += np.float32(1.0)
+        distorted_edges /= reference_edges
+        del reference_edges
+        distorted_edges -= np.float32(1.0)
+        if _ARTIFACT in needed:
+            maps[_ARTIFACT] = np.maximum(distorted_edges, np.float32(0.0))
+        if _DETAIL_LOST in needed:
+            maps[_DETAIL_LOST] = np.maximum(-distorted_edges, np.float32(0.0))
+    return maps
+
+
+def _channel_planes(image: Linear, channels: tuple[int, ...]) -> dict[int, Plane]:
+    """The XYB planes of ``channels``; the cube roots they are made from are freed on return."""
+    roots = _cube_roots(image, channels)
+    return {channel: _xyb(roots, channel) for channel in channels}
+
+
+def _scale_sum(planes: list[dict[int, Plane]], plan: _ScalePlan) -> float:
+    """One scale's weighted features, from the reference's and the distorted image's XYB planes
+    (each taken from ``planes`` when its channel is done)."""
+    pixels = float(next(iter(planes[0].values())).size)
+    total = 0.0
+    for channel in plan.channels:
+        features = [(feature, weight) for feature, feature_channel, weight in plan.features
+                    if feature_channel == channel]
+        maps = _channel_maps([planes[0].pop(channel), planes[1].pop(channel)],
+                             {feature % 3 for feature, _ in features})
+        for feature, weight in features:
+            values = maps[feature % 3]
+            if feature >= 3:  # the 4-norm
+                squares = values * values
+                total += weight * (float(np.sum(squares * squares, dtype=np.float64)) / pixels) ** 0.25
+            else:
+                total += weight * float(np.sum(values, dtype=np.float64)) / pixels
+    return total
+
+
+def _score(images: list[Linear]) -> float:
+    """SSIMULACRA2 of two images in linear RGB, the reference and the distorted one.
+
+    ``images`` is emptied as the scales go: each scale keeps only the XYB planes it needs and the
+    next scale's smaller images, so at full size the peak is a few planes, not all of them.
+    """
+    height, width = images[0][0].shape
+    plans = _plans(_scale_count(width, height))
     last = max((scale for scale, plan in enumerate(plans) if plan.features), default=-1)
     total = 0.0
     for scale in range(last + 1):
-        if scale:
-            linear_pair = linear_pair.shrink(2, 2, ceil=True).copy_memory()
+        planes = []
+        for index in range(2):
+            image = images[index]
+            if scale < last:
+                images[index] = _downsample_image(image)
+            if plans[scale].features:
+                planes.append(_channel_planes(image, plans[scale].channels))
+            del image
+        if scale == last:
+            images.clear()
         if plans[scale].features:
-            total += _scale_sum(linear_pair, plans[scale])
+            total += _scale_sum(planes, plans[scale])
     total *= _SUM_SCALE
     total = _POLYNOMIAL[0] * total + _POLYNOMIAL[1] * total**2 + _POLYNOMIAL[2] * total**3
     return 100.0 - 10.0 * total**_EXPONENT if total > 0 else 100.0
 
 
-def _colour_and_alpha(image: pyvips.Image) -> tuple[pyvips.Image, pyvips.Image | None]:
+def _pixels(image: pyvips.Image) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8] | None]:
+    """The colour bands (grey or RGB) and the alpha band, if any, of an 8-bit image."""
     if image.format != "uchar" or image.bands not in (1, 2, 3, 4):
         raise ValueError(f"SSIMULACRA2 needs 8-bit grey or sRGB, got {image.bands} {image.format} bands")
+    pixels = np.frombuffer(image.write_to_memory(), dtype=np.uint8).reshape(image.height, image.width, image.bands)
     colour_bands = 3 if image.bands >= 3 else 1
-    colour = image.extract_band(0, n=colour_bands)
-    if colour_bands == 1:
-        colour = colour.bandjoin([colour, colour])  # as Pillow's convert("RGB") makes grey RGB
-    alpha = image[colour_bands] if image.bands in (2, 4) else None
-    return colour, alpha
+    alpha = pixels[:, :, colour_bands] if image.bands in (2, 4) else None
+    return pixels[:, :, :colour_bands], alpha
 
 
-def _blended_linear(colour: pyvips.Image, alpha: pyvips.Image | None, background: float) -> pyvips.Image:
-    """Linear RGB of the image over a grey background, blended in gamma-encoded sRGB (libjxl)."""
-    if alpha is None:
-        return colour.maplut(_linear_lut())
-    opacity = alpha.cast("float") * (1.0 / 255.0)
-    value = colour.cast("float") * (1.0 / 255.0) * opacity + (1.0 - opacity) * background
-    curve = ((value + 0.055) * (1.0 / 1.055)) ** 2.4
-    return (value <= 0.04045).ifthenelse(value * (1.0 / 12.92), curve).cast("float")
+def _linear(colour: npt.NDArray[np.uint8], alpha: npt.NDArray[np.uint8] | None, background: float) -> Linear:
+    """Linear RGB of the image over a grey background, blended in gamma-encoded sRGB (libjxl).
+    Grey is the same plane three times, as Pillow's convert("RGB") makes grey RGB."""
+    planes: list[Plane] = []
+    for band in range(colour.shape[2]):
+        if alpha is None:
+            planes.append(_LINEAR_LUT[colour[:, :, band]])
+            continue
+        opacity = alpha.astype(np.float32) * np.float32(1.0 / 255.0)
+        value = colour[:, :, band].astype(np.float32) * np.float32(1.0 / 255.0) * opacity
+        value += (np.float32(1.0) - opacity) * np.float32(background)
+        curve = ((value + np.float32(0.055)) * np.float32(1.0 / 1.055)) ** np.float32(2.4)
+        planes.append(np.where(value <= np.float32(0.04045), value * np.float32(1.0 / 12.92), curve))
+    if len(planes) == 1:
+        return (planes[0], planes[0], planes[0])
+    return (planes[0], planes[1], planes[2])
 
 
 def ssimulacra2(reference: pyvips.Image, distorted: pyvips.Image) -> float:
@@ -315,9 +365,9 @@ def ssimulacra2(reference: pyvips.Image, distorted: pyvips.Image) -> float:
     if (reference.width, reference.height) != (distorted.width, distorted.height):
         raise ValueError(f"SSIMULACRA2 compares images of one size, got {reference.width}x{reference.height}"
                          f" and {distorted.width}x{distorted.height}")
-    reference_colour, reference_alpha = _colour_and_alpha(reference)
-    distorted_colour, distorted_alpha = _colour_and_alpha(distorted)
+    reference_colour, reference_alpha = _pixels(reference)
+    distorted_colour, distorted_alpha = _pixels(distorted)
     backgrounds = (0.5,) if reference_alpha is None and distorted_alpha is None else (0.1, 0.9)
-    return min(_score(_blended_linear(reference_colour, reference_alpha, background)
-                      .bandjoin(_blended_linear(distorted_colour, distorted_alpha, background)).copy_memory())
+    return min(_score([_linear(reference_colour, reference_alpha, background),
+                       _linear(distorted_colour, distorted_alpha, background)])
                for background in backgrounds)
