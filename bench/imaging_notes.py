@@ -49,7 +49,7 @@ def notes(comparisons: list[Comparison], details: dict, scored: list[Scored], ma
             "then encodes, so decoding cannot overlap encoding as in sharp's streamed pipeline. What would "
             "close it: when a job wants one file, stream the checked decoder straight into the encoder.")
     production = first("b. production settings, whole job")
-    if production and not production.met:
+    if production:
         ours, theirs = production.ours["median"], production.baseline["median"]
         text.append(speed_note(production.ratio, ours, theirs))
     text += _bytes_notes(scored)
@@ -107,18 +107,22 @@ def _bytes_notes(scored: list[Scored]) -> list[str]:
 
 
 def speed_note(ratio: float, ours: float, theirs: float) -> str:
-    """Why production misses the speed target, with the run's figures."""
-    return (f"(b) speed misses ≥ 1.2: blogimg makes {ratio:.2f}× sharp's images/s ({ours:.2f} against {theirs:.2f}), "
-            f"{1.2 / ratio:.2f}× short. blogimg's job includes its quality search where sharp encodes each file once "
-            "at a fixed quality, and the slope search (the default) costs more than the floor search: about 9 "
-            "scored trials on the 480-px probe an image where the floor search makes 3, and the master scored at "
-            "full size. Measured on 14 of these images with two encoder threads (outside this run): 40.6 s of CPU "
-            "and 24.0 s of wall time against the floor search's 25.9 s and 14.5 s, the pool 85% busy; by that "
-            "ratio `QUALITY_SEARCH=floor` would make about 1.6× sharp's images/s here (estimated, not run side by "
-            "side). Most of a trial is the metric (about 0.08 s for a 480-px file, much of it a fixed cost per "
-            "call in libvips operations, against about 0.05 s for its WebP encode). What would close it: a "
-            "native SSIMULACRA2, starting each format's files as soon as its search ends rather than after every "
-            "search (the pool was 15% idle), or fewer trials.")
+    """How production's speed compares with sharp's, with the run's figures, met or not."""
+    if ratio >= 1.2:
+        verdict = (f"(b) speed meets ≥ 1.2 with the quality search included: blogimg makes {ratio:.2f}× sharp's "
+                   f"images/s ({ours:.2f} against {theirs:.2f}).")
+    else:
+        verdict = (f"(b) speed misses ≥ 1.2: blogimg makes {ratio:.2f}× sharp's images/s ({ours:.2f} against "
+                   f"{theirs:.2f}), {1.2 / ratio:.2f}× short.")
+    return (verdict + " blogimg's job includes its quality search where sharp encodes each file once at a fixed "
+            "quality: the slope search (the default) scores about 9 trial encodes on the 480-px probe an image, "
+            "and the file at the size readers see where the probe leaves it near its floor. The metric is numpy (imaging/perceptual.py): about 18 ms for a 480-px "
+            "score on one core, where the earlier chain of libvips operations took about 140, most of it a fixed "
+            "cost per call. Measured on 15 of these images with two encoder threads (outside this run): the "
+            "slope search took 27.7 s of CPU and 16.1 s of wall time against 45.7 s and 27.2 s with the libvips "
+            "metric, and the floor search 22.2 s and 12.2 s; scoring is now 17% of the CPU time, the AVIF and "
+            "WebP encodes at full size most of the rest. What would go further: starting each format's files as "
+            "soon as its own search ends rather than after every search (the pool was 14% idle).")
 
 
 #: Why production's bytes are where they are; written under the production rows whenever one misses.
@@ -135,10 +139,11 @@ WHY = (
     'the floor search (its fixed quality between FLOOR_SCORE and CEILING_SCORE): no choice of quality per '
     "image takes libaom at effort 3 to 0.80× sharp's bytes (the bound: 0.972×; 0.919× at sharp's effort 4), "
     'and the slope search gained it about 3% for two more trials an image. What would close them: for WebP, '
-    "choosing on the 768-px variant itself (an encode and score there cost about 1.4 times a probe trial's, "
-    'measured on one photograph, and the speed target leaves little room); for AVIF, a better encoder at the '
-    'same time (libaom at effort 4 or more on faster cores, another AV1 encoder), or JPEG XL where browsers '
-    'take it (0.415× for the master in the bound).'
+    "a finer walk, or choosing nearer the scored size. Choosing on the 768-px variant itself was measured "
+    "and not taken: with its price refitted (WEBP_POINT_BYTES 2500) it came to 0.823× sharp's bytes at mean "
+    "77.58, against the probe walk's 0.832× at 77.50, for 43% more wall time on 15 images. For AVIF: a "
+    'better encoder at the same time (libaom at effort 4 or more on faster cores, another AV1 encoder), or '
+    'JPEG XL where browsers take it (0.415× for the master in the bound).'
 )
 
 

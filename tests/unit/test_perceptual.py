@@ -1,4 +1,4 @@
-"""SSIMULACRA2 in libvips agrees with the reference Python port on real distortions.
+"""SSIMULACRA2 in numpy agrees with the reference Python port on real distortions.
 
 The reference reads files; it is given lossless PNGs of exactly the pixels libvips decoded, so
 both sides score the same pixels (Pillow and libheif decode AVIF a little differently).
@@ -7,6 +7,7 @@ both sides score the same pixels (Pillow and libheif decode AVIF a little differ
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 import numpy as np
@@ -17,7 +18,7 @@ from ssimulacra2 import compute_ssimulacra2
 
 from blogimg.imaging.perceptual import ssimulacra2
 
-TOLERANCE = 0.1  # measured agreement is about 0.001; the brief allows 0.5
+TOLERANCE = 0.01  # measured agreement is within 0.0012 on these cases (float32 against float64); the brief allows 0.5
 ALPHA_TOLERANCE = 0.5  # the port is fed 8-bit PNGs of the blends, so rounding adds a little
 
 
@@ -134,3 +135,12 @@ def test_rejects_images_that_are_not_8_bit() -> None:
     original = source("coffee-odd")
     with pytest.raises(ValueError, match="8-bit"):
         ssimulacra2(original.cast("ushort"), original.cast("ushort"))
+
+
+def test_scores_made_side_by_side_on_threads_equal_those_made_one_by_one() -> None:
+    """The encoder pool scores trials of several formats at once: the metric keeps no shared state."""
+    pairs = [(source(name), distort(source(name), kind, quality)) for name, kind, quality in CASES[:8]]
+    alone = [ssimulacra2(original, distorted) for original, distorted in pairs]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda pair: ssimulacra2(*pair), pairs * 3))
+    assert together == alone * 3
