@@ -13,12 +13,13 @@ the 2x2 box downsample in linear RGB with partial blocks at odd edges, and its w
 which shifts when an image is too small for six scales.
 
 The quality search scores every trial encode, so the metric's speed is the search's. It was
-first a chain of libvips operations; scoring a 480-px probe took ~0.15 s, two thirds of it the
-fixed cost of building some 220 operations and 20 evaluations, and the slope search spent half
-its CPU time there. numpy's whole-array operations have no such cost and release the GIL, so
-trials still score side by side on the encoder pool's threads; the same score now takes about a
-quarter of the time. Everything is float32, one plane (a 2-D array) at a time, so scoring holds
-a few planes per image rather than all channels' blurs at once (encoder_memory.scoring_estimate).
+first a chain of libvips operations: on one core a 480-px score took ~140 ms, of which ~55 ms
+was a fixed cost of building some 220 operations and 20 evaluations (a 120-px score took as
+long), and the slope search spent half its CPU time there. numpy's whole-array operations have
+no such cost and release the GIL, so trials still score side by side on the encoder pool's
+threads: a 480-px score now takes ~18 ms, a 960-px one ~85 ms (was ~290). Everything is
+float32, one plane (a 2-D array) at a time, so scoring holds a few planes per image rather than
+all channels' blurs at once (encoder_memory.scoring_estimate).
 
 The speed also comes from computing only what carries weight: 63 of the 108 weights are zero and
 38 more are below 0.0021, together moving a score by at most about 0.002 on the benchmark
