@@ -116,13 +116,14 @@ def speed_note(ratio: float, ours: float, theirs: float) -> str:
                    f"{theirs:.2f}), {1.2 / ratio:.2f}× short.")
     return (verdict + " blogimg's job includes its quality search where sharp encodes each file once at a fixed "
             "quality: the slope search (the default) scores about 9 trial encodes on the 480-px probe an image, "
-            "and the file at the size readers see where the probe leaves it near its floor. The metric is numpy (imaging/perceptual.py): about 18 ms for a 480-px "
-            "score on one core, where the earlier chain of libvips operations took about 140, most of it a fixed "
-            "cost per call. Measured on 15 of these images with two encoder threads (outside this run): the "
-            "slope search took 27.7 s of CPU and 16.1 s of wall time against 45.7 s and 27.2 s with the libvips "
-            "metric, and the floor search 22.2 s and 12.2 s; scoring is now 17% of the CPU time, the AVIF and "
-            "WebP encodes at full size most of the rest. What would go further: starting each format's files as "
-            "soon as its own search ends rather than after every search (the pool was 14% idle).")
+            "and the file at the size readers see where the probe leaves it near its floor. The metric is numpy "
+            "(imaging/perceptual.py): about 18 ms for a 480-px score on one core, where the earlier chain of "
+            "libvips operations took about 140, some 55 of them a fixed cost per call. Measured once, outside "
+            "any run, at commit 8aa2e43 on 15 of these images with two encoder threads: the slope search took "
+            "27.7 s of CPU and 16.1 s of wall time against 45.7 s and 27.2 s with the libvips metric, and the "
+            "floor search 22.2 s and 12.2 s; scoring was 17% of the CPU time, the AVIF and WebP encodes at "
+            "full size most of the rest. What would go further: starting each format's files as soon as its "
+            "own search ends rather than after every search (the pool was 14% idle).")
 
 
 #: Why production's bytes are where they are; written under the production rows whenever one misses.

@@ -41,7 +41,7 @@ def worker_pool(processes: int) -> ProcessPoolExecutor:
 
 
 def fast_metric() -> tuple[str, Callable[[pyvips.Image, pyvips.Image], float]]:
-    """blogimg's own SSIMULACRA2 (native libvips operations), or the reference package where the
+    """blogimg's own SSIMULACRA2 (numpy, imaging/perceptual.py), or the reference package where the
     installed blogimg has none yet: then the "agreement" rows compare the reference with itself."""
     try:
         from blogimg.imaging.perceptual import ssimulacra2

@@ -144,3 +144,24 @@ def test_scores_made_side_by_side_on_threads_equal_those_made_one_by_one() -> No
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(lambda pair: ssimulacra2(*pair), pairs * 3))
     assert together == alone * 3
+
+
+def test_grey_with_alpha_scores_as_the_same_pixels_in_rgb_with_alpha() -> None:
+    grey = source("camera-grey")
+    ramp = (pyvips.Image.xyz(grey.width, grey.height)[0] * (255.0 / (grey.width - 1))).cast("uchar")
+    opacity = (255 - ramp).cast("uchar")
+    grey_alpha = grey.bandjoin(opacity).copy(interpretation="b-w").copy_memory()
+    distorted = distort(grey, "jpeg", 30).bandjoin(opacity).copy(interpretation="b-w").copy_memory()
+    assert (grey_alpha.bands, distorted.bands) == (2, 2)
+
+    def as_rgb(image: pyvips.Image) -> pyvips.Image:
+        return image[0].bandjoin([image[0], image[0], image[1]]).copy(interpretation="srgb").copy_memory()
+
+    ours = ssimulacra2(grey_alpha, distorted)
+    assert ours == ssimulacra2(as_rgb(grey_alpha), as_rgb(distorted))
+    assert ours < 95  # the distortion shows through
+
+
+def test_an_image_under_8_pixels_on_a_side_has_no_scale_and_scores_100() -> None:
+    original = source("coffee-odd").crop(0, 0, 7, 40).copy_memory()
+    assert ssimulacra2(original, original.gaussblur(3).cast("uchar").copy_memory()) == 100.0

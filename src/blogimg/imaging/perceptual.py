@@ -13,17 +13,18 @@ the 2x2 box downsample in linear RGB with partial blocks at odd edges, and its w
 which shifts when an image is too small for six scales.
 
 The quality search scores every trial encode, so the metric's speed is the search's. It was
-first a chain of libvips operations: on one core a 480-px score took ~140 ms, of which ~55 ms
-was a fixed cost of building some 220 operations and 20 evaluations (a 120-px score took as
-long), and the slope search spent half its CPU time there. numpy's whole-array operations have
+first a chain of libvips operations: on one core a 480-px score took ~140 ms, and a 120-px one
+still ~55 ms, the cost of building some 220 operations and 20 evaluations whatever the size; the
+slope search spent half its CPU time there. numpy's whole-array operations have
 no such cost and release the GIL, so trials still score side by side on the encoder pool's
 threads: a 480-px score now takes ~18 ms, a 960-px one ~85 ms (was ~290). Everything is
-float32, one plane (a 2-D array) at a time, so scoring holds a few planes per image rather than
-all channels' blurs at once (encoder_memory.scoring_estimate).
+float32, one plane (a 2-D array) at a time: at full size both images in linear RGB and the
+planes of one channel's maps, rather than every channel's blurs at once
+(encoder_memory.scoring_estimate).
 
-The speed also comes from computing only what carries weight: 63 of the 108 weights are zero and
-38 more are below 0.0021, together moving a score by at most about 0.002 on the benchmark
-corpus, while the rest are 0.28 or more. Left out, the full-resolution scale (three quarters of
+The speed also comes from computing only what carries weight: 56 of the 108 weights are zero and
+27 more are below 0.0021, together moving a score by at most about 0.002 on the benchmark
+corpus, while the other 25 are 0.28 or more. Left out, the full-resolution scale (three quarters of
 all the work) needs only the Y channel's SSIM and detail-lost maps, and the coarsest scale
 nothing at all. Each channel's SSIM map is formed from the sum and the difference of the two
 images' planes, whose blurred squares give the variances of a sum and of a difference: that
@@ -284,7 +285,7 @@ def _channel_planes(image: Linear, channels: tuple[int, ...]) -> dict[int, Plane
 
 def _scale_sum(planes: list[dict[int, Plane]], plan: _ScalePlan) -> float:
     """One scale's weighted features, from the reference's and the distorted image's XYB planes
-    (each taken from ``planes`` when its channel is done)."""
+    (each taken from ``planes`` as its channel starts, so it is freed with its maps)."""
     pixels = float(next(iter(planes[0].values())).size)
     total = 0.0
     for channel in plan.channels:
@@ -344,11 +345,11 @@ def _linear(colour: npt.NDArray[np.uint8], alpha: npt.NDArray[np.uint8] | None, 
     """Linear RGB of the image over a grey background, blended in gamma-encoded sRGB (libjxl).
     Grey is the same plane three times, as Pillow's convert("RGB") makes grey RGB."""
     planes: list[Plane] = []
+    opacity = None if alpha is None else alpha.astype(np.float32) * np.float32(1.0 / 255.0)
     for band in range(colour.shape[2]):
-        if alpha is None:
+        if opacity is None:
             planes.append(_LINEAR_LUT[colour[:, :, band]])
             continue
-        opacity = alpha.astype(np.float32) * np.float32(1.0 / 255.0)
         value = colour[:, :, band].astype(np.float32) * np.float32(1.0 / 255.0) * opacity
         value += (np.float32(1.0) - opacity) * np.float32(background)
         curve = ((value + np.float32(0.055)) * np.float32(1.0 / 1.055)) ** np.float32(2.4)
@@ -362,6 +363,7 @@ def ssimulacra2(reference: pyvips.Image, distorted: pyvips.Image) -> float:
     """The SSIMULACRA2 score of ``distorted`` against ``reference``: 100 when identical, lower worse.
 
     Both must be the same size and 8-bit: sRGB (3 bands), grey (1), either with alpha (4, 2).
+    An image under 8 pixels on a side has no scale to compare and scores 100, as in the port.
     """
     if (reference.width, reference.height) != (distorted.width, distorted.height):
         raise ValueError(f"SSIMULACRA2 compares images of one size, got {reference.width}x{reference.height}"
