@@ -51,7 +51,8 @@ _AVIF_FULL_CHROMA_FACTOR = 2.5
 
 
 #: SSIMULACRA2 (perceptual.py) holds both images in linear light and a few float planes with their
-#: blurs: peak resident memory grew 49 bytes a pixel scoring a 2048×2048 pair (206 MB, 197 MiB), 64 with slack.
+#: blurs: peak resident memory grew 49 bytes a pixel scoring a 2048×2048 pair (206 MB), 64 with
+#: slack.
 _SCORING_BYTES_PER_PIXEL = 64
 
 

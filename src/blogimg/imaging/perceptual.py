@@ -15,17 +15,16 @@ which shifts when an image is too small for six scales.
 The quality search scores every trial encode, so the metric's speed is the search's. It was
 first a chain of libvips operations: on one core a 480-px score took ~140 ms, and a 120-px one
 still ~55 ms, the cost of building some 220 operations and 20 evaluations whatever the size; the
-slope search spent half its CPU time there. numpy's whole-array operations have
-no such cost and release the GIL, so trials still score side by side on the encoder pool's
-threads: a 480-px score now takes ~18 ms, a 960-px one ~85 ms (was ~290). Everything is
-float32, one plane (a 2-D array) at a time: at full size both images in linear RGB and the
-planes of one channel's maps, rather than every channel's blurs at once
-(encoder_memory.scoring_estimate).
+slope search spent half its CPU time there. numpy's whole-array operations have no such cost and
+release the GIL, so trials still score side by side on the encoder pool's threads: a 480-px score
+now takes ~18 ms, a 960-px one ~85 ms (was ~290). Everything is float32, one plane (a 2-D array)
+at a time: at full size both images in linear RGB and the planes of one channel's maps, rather
+than every channel's blurs at once (encoder_memory.scoring_estimate).
 
 The speed also comes from computing only what carries weight: 56 of the 108 weights are zero and
 27 more are below 0.0021, together moving a score by at most about 0.002 on the benchmark
-corpus, while the other 25 are 0.28 or more. Left out, the full-resolution scale (three quarters of
-all the work) needs only the Y channel's SSIM and detail-lost maps, and the coarsest scale
+corpus, while the other 25 are 0.28 or more. Left out, the full-resolution scale (three quarters
+of all the work) needs only the Y channel's SSIM and detail-lost maps, and the coarsest scale
 nothing at all. Each channel's SSIM map is formed from the sum and the difference of the two
 images' planes, whose blurred squares give the variances of a sum and of a difference: that
 loses less to float32 cancellation than s11 - mu1^2 does (agreement with the float64 port:
