@@ -115,36 +115,35 @@ def speed_note(ratio: float, ours: float, theirs: float) -> str:
         verdict = (f"(b) speed misses ≥ 1.2: blogimg makes {ratio:.2f}× sharp's images/s ({ours:.2f} against "
                    f"{theirs:.2f}), {1.2 / ratio:.2f}× short.")
     return (verdict + " blogimg's job includes its quality search where sharp encodes each file once at a fixed "
-            "quality: the slope search (the default) scores about 9 trial encodes on the 480-px probe an image, "
-            "and the file at the size readers see where the probe leaves it near its floor. The metric is numpy "
-            "(imaging/perceptual.py): about 18 ms for a 480-px score on one core, where the earlier chain of "
-            "libvips operations took about 140, some 55 of them a fixed cost per call. Measured once, outside "
-            "any run, at commit 8aa2e43 on 15 of these images with two encoder threads: the slope search took "
-            "27.7 s of CPU and 16.1 s of wall time against 45.7 s and 27.2 s with the libvips metric, and the "
-            "floor search 22.2 s and 12.2 s; scoring was 17% of the CPU time, the AVIF and WebP encodes at "
-            "full size most of the rest. What would go further: starting each format's files as soon as its "
-            "own search ends rather than after every search (the pool was 14% idle).")
+            "quality: the slope search (the default) scores up to 8 trial encodes on the 480-px probe for each "
+            "of the JPEG master and WebP (four qualities across the range, then ± 7 and ± 3 around the best), "
+            "one or two for AVIF (the floor search), and the file at the size readers see where the probe "
+            "leaves it near its floor; each format's files start as soon as its own search ends "
+            "(imaging/encoder_pool.py). The metric is numpy (imaging/perceptual.py): about 18 ms for a 480-px "
+            "score on one core. Measured once, outside any run, on 15 of these images with two encoder "
+            "threads (medians of 3): the scan-and-refine search took 1.22× the CPU of the walk it replaced "
+            "(5 qualities a step from the fixed quality, about 4 trials) and, with the files started early, "
+            "1.17× its wall time.")
 
 
 #: Why production's bytes are where they are; written under the production rows whenever one misses.
 WHY = (
     "(b) Why: the default search (`slope`) takes each image's JPEG and WebP quality to where one more score "
-    'point costs the same bytes (JPEG_POINT_BYTES, WEBP_POINT_BYTES per megapixel), walking 5 qualities a '
-    "step on the 480-px probe, and checks each format's floor where the file is scored (the full-size master,"
-    ' the 768-px variant), raising it there: the allocation bound (bench/imaging_bound.py, table e) showed '
-    "that this is how the fewest bytes reach sharp's mean and lowest. The prices and floors are calibrated on"
-    ' this corpus. What is left between it and the bound (master 0.752×, WebP 0.771×): the walk chooses on '
-    'the probe, whose scores follow the scored sizes only roughly (table e: a 768-px WebP of a diagram or a '
-    'card up to 6 points below its probe), in steps of 5 where the bound picks from a finer grid at the '
-    'scored size, and raising a file to its floor costs more there than choosing it at that size. AVIF keeps '
+    'point costs the same bytes (JPEG_POINT_BYTES, WEBP_POINT_BYTES per megapixel), choosing on the 480-px '
+    'probe from four qualities across the range refined around the best (± 7, then ± 3), and checks each '
+    "format's floor where the file is scored (the full-size master, the 768-px variant), raising it there: "
+    'the allocation bound (bench/imaging_bound.py, table e) showed that this is how the fewest bytes reach '
+    "sharp's mean and lowest. The prices and floors are calibrated on this corpus. What is left between it "
+    'and the bound (master 0.752×, WebP 0.771×): the search chooses on the probe, whose scores follow the '
+    'scored sizes only roughly (table e: a 768-px WebP of a diagram or a card up to 6 points below its '
+    'probe), and raising a file to its floor costs more there than choosing it at that size. Trying every '
+    'quality from 30 to 95 on the probe did about as well as the search (replayed on the same encodes), so '
+    'the rest of the gap is the probe itself; refining at 768 px around the probe\'s choice (± 3) gained '
+    'WebP about half a percent in that replay, for two more encodes of the scored size an image. AVIF keeps '
     'the floor search (its fixed quality between FLOOR_SCORE and CEILING_SCORE): no choice of quality per '
-    "image takes libaom at effort 3 to 0.80× sharp's bytes (the bound: 0.972×; 0.919× at sharp's effort 4), "
-    'and the slope search gained it about 3% for two more trials an image. What would close them: for WebP, '
-    "a finer walk, or choosing nearer the scored size. Choosing on the 768-px variant itself was measured "
-    "and not taken: with its price refitted (WEBP_POINT_BYTES 2500) it came to 0.823× sharp's bytes at mean "
-    "77.58, against the probe walk's 0.832× at 77.50, for 43% more wall time on 15 images. For AVIF: a "
-    'better encoder at the same time (libaom at effort 4 or more on faster cores, another AV1 encoder), or '
-    'JPEG XL where browsers take it (0.415× for the master in the bound).'
+    "image takes libaom at effort 3 to 0.80× sharp's bytes (the bound: 0.972×; 0.919× at sharp's effort 4). "
+    'What would close it: a better encoder at the same time (libaom at effort 4 or more on faster cores, '
+    'another AV1 encoder), or JPEG XL where browsers take it (0.415× for the master in the bound).'
 )
 
 

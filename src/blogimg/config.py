@@ -235,9 +235,9 @@ class Settings(BaseSettings):
                              "*_LOWEST_SCORE; floor: fixed qualities kept between FLOOR_SCORE and "
                              "CEILING_SCORE; target: every file at its *_TARGET_SCORE; off: the fixed *_QUALITY.")
     jpeg_point_bytes: float = Field(
-        6250.0, ge=0, description="slope mode: bytes per megapixel a JPEG point is worth; 0: floor mode for it.")
+        6500.0, ge=0, description="slope mode: bytes per megapixel a JPEG point is worth; 0: floor mode for it.")
     webp_point_bytes: float = Field(
-        3800.0, ge=0, description="slope mode: bytes per megapixel a WebP point is worth; 0: floor mode for it.")
+        4200.0, ge=0, description="slope mode: bytes per megapixel a WebP point is worth; 0: floor mode for it.")
     avif_point_bytes: float = Field(
         0.0, ge=0, description="slope mode: bytes per megapixel an AVIF point is worth; 0: floor mode for it.")
     jpeg_lowest_score: float = Field(68.0, ge=30, le=100, description="slope mode: lowest JPEG score at the check size.")

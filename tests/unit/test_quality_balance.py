@@ -1,9 +1,12 @@
 """The slope quality search (imaging/quality_balance.py, choices.py, process.py) with the real
-encoders and the real metric: the walk stops where neither neighbour is cheaper, a point worth more
+encoders and the real metric: the search keeps the cheapest quality it tried and finds a cheaper dip away from the fixed
+quality (where a walk stopped), a point worth more
 buys more quality, the floor is checked and raised at the size readers see and that file is kept,
 and a format with no price per point keeps the floor search."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 import pyvips
@@ -14,12 +17,12 @@ from blogimg.imaging.process import make_variants, process_image
 from blogimg.imaging.quality_balance import (
     MAX_RAISES,
     RAISE_STEP,
-    WALK_STEP,
-    WALK_TRIALS,
+    REFINE,
+    SCAN,
     balance_quality,
     raise_to_floor,
 )
-from blogimg.imaging.quality_search import HIGHEST, score_file
+from blogimg.imaging.quality_search import HIGHEST, Choice, score_file
 from tests.support import photo_like
 
 SLOPE = ImagingOptions(variant_widths=(320, 768), threads=1, avif_effort=0, quality_search="slope")
@@ -31,21 +34,18 @@ def _cost(probe: pyvips.Image, image_format: str, quality: int, weight: float) -
 
 
 @pytest.mark.parametrize("image_format", ["jpeg", "webp"])
-def test_the_walk_ends_where_neither_neighbour_costs_less(image_format: str) -> None:
+def test_the_search_ends_where_neither_last_neighbour_costs_less(image_format: str) -> None:
     probe = photo_like(320, 240).copy_memory()
     weight = SLOPE.point_bytes(image_format)
-    start = SLOPE.fixed_quality(image_format)
 
-    choice = balance_quality(probe, image_format, weight, lambda q: encode_with_budget(probe, image_format, q, SLOPE),
-                             start=start)
+    choice = balance_quality(probe, image_format, weight, lambda q: encode_with_budget(probe, image_format, q, SLOPE))
 
     assert choice.quality is not None and score_file(probe, choice.data) == pytest.approx(choice.score)
-    assert 3 <= choice.trials <= WALK_TRIALS
-    if choice.trials < WALK_TRIALS:  # the walk stopped on its own: a minimum on its steps
-        here = _cost(probe, image_format, choice.quality, weight)
-        step = WALK_STEP[image_format]
-        assert here <= _cost(probe, image_format, choice.quality + step, weight)
-        assert here <= _cost(probe, image_format, choice.quality - step, weight)
+    assert len(SCAN[image_format]) < choice.trials <= len(SCAN[image_format]) + 2 * len(REFINE)
+    here = _cost(probe, image_format, choice.quality, weight)
+    assert here <= min(_cost(probe, image_format, q, weight) for q in SCAN[image_format])
+    assert here <= _cost(probe, image_format, choice.quality + REFINE[-1], weight)
+    assert here <= _cost(probe, image_format, choice.quality - REFINE[-1], weight)
 
 
 def test_a_point_worth_more_buys_a_higher_quality_score_and_size() -> None:
@@ -54,8 +54,8 @@ def test_a_point_worth_more_buys_a_higher_quality_score_and_size() -> None:
     def encode(quality: int) -> bytes:
         return encode_with_budget(probe, "jpeg", quality, SLOPE)
 
-    cheap = balance_quality(probe, "jpeg", 800.0, encode, start=83)
-    dear = balance_quality(probe, "jpeg", 60000.0, encode, start=83)
+    cheap = balance_quality(probe, "jpeg", 800.0, encode)
+    dear = balance_quality(probe, "jpeg", 60000.0, encode)
     assert cheap.quality is not None and dear.quality is not None
     assert cheap.quality < 83 < dear.quality
     assert len(cheap.data) < len(dear.data) and cheap.score < dear.score
@@ -166,37 +166,43 @@ def test_the_settings_take_slope_mode_and_refuse_a_negative_price() -> None:
         Settings(jpeg_point_bytes=-1.0)
 
 
-def _known_curve(monkeypatch: pytest.MonkeyPatch, best: int) -> tuple[list[int], object]:
-    """An encoder whose file at quality q scores q and weighs (q − best)² + 50 q bytes a megapixel
-    more than at 0, so at a weight of 50 the cost is lowest at ``best``; the trials it was asked for."""
+def _known_curve(monkeypatch: pytest.MonkeyPatch, extra: Callable[[int], int]) -> tuple[list[int], Callable[[], Choice]]:
+    """An encoder whose file at quality q scores q and weighs ``extra(q)`` + 50 q bytes a megapixel
+    more than at 0, so at a weight of 50 the search's cost is ``extra(q)`` + 1000; the trials it was
+    asked for."""
     asked: list[int] = []
     probe = pyvips.Image.black(1000, 1000)  # one megapixel
 
     def encode(quality: int) -> bytes:
         asked.append(quality)
-        return bytes(1000 + (quality - best) ** 2 + 50 * quality) + quality.to_bytes(1, "big")
+        return bytes(1000 + extra(quality) + 50 * quality) + quality.to_bytes(1, "big")
 
     monkeypatch.setattr("blogimg.imaging.quality_balance.score_file", lambda _reference, data: float(data[-1]))
-    return asked, lambda start: balance_quality(probe, "jpeg", 50.0, encode, start=start)
+    return asked, lambda: balance_quality(probe, "jpeg", 50.0, encode)
 
 
-@pytest.mark.parametrize(("start", "best", "expected_trials"), [
-    (60, 60, [60, 65, 55]),  # the start is best: one step up, one down, no more
-    (60, 70, [60, 65, 70, 75]),  # up pays twice: never down
-    (60, 50, [60, 65, 55, 50, 45]),  # up does not pay, down does twice
-    (60, 30, [60, 65, 55, 50, 45]),  # the walk's trials run out on the way down
-])
-def test_the_walk_takes_its_steps_in_order_and_keeps_the_cheapest(monkeypatch: pytest.MonkeyPatch, start: int,
-                                                                  best: int, expected_trials: list[int]) -> None:
-    asked, walk = _known_curve(monkeypatch, best)
-    choice = walk(start)  # type: ignore[operator]
-    assert asked == expected_trials
-    assert choice.quality == (45 if best == 30 else best) and choice.trials == len(expected_trials)
+def test_the_search_scans_then_refines_around_the_cheapest(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked, search = _known_curve(monkeypatch, lambda q: (q - 60) ** 2)
+    choice = search()
+    assert SCAN["jpeg"] == (55, 67, 79, 91) and REFINE == (7, 3)  # the trials below follow from them
+    # 55 is the scan's cheapest; 62 beats 48 and 55; of 59, 62 and 65, 59 (cost 1) is cheapest.
+    assert asked == [55, 67, 79, 91, 48, 62, 59, 65]
+    assert choice.quality == 59 and choice.trials == 8
 
 
-def test_the_walk_never_leaves_the_quality_range(monkeypatch: pytest.MonkeyPatch) -> None:
-    asked, walk = _known_curve(monkeypatch, HIGHEST + 20)
-    choice = walk(HIGHEST - 2)  # type: ignore[operator]
+def test_the_search_finds_a_cheaper_dip_than_the_one_next_to_the_fixed_quality(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two dips: a shallow one at 83, next to JPEG's fixed quality, where a walk from it stopped,
+    # and the deepest at 50.
+    asked, search = _known_curve(monkeypatch, lambda q: min((q - 50) ** 2, (q - 83) ** 2 + 30))
+    choice = search()
+    assert choice.quality is not None and abs(choice.quality - 50) <= 1
+    assert len(asked) == len(set(asked)) <= len(SCAN["jpeg"]) + 2 * len(REFINE)  # nothing encoded twice
+
+
+def test_the_search_never_leaves_the_quality_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked, search = _known_curve(monkeypatch, lambda q: (q - HIGHEST - 20) ** 2)
+    choice = search()
     assert max(asked) == HIGHEST and choice.quality == HIGHEST
 
 

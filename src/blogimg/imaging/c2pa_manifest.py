@@ -26,7 +26,8 @@ from typing import Any, Literal
 
 from blogimg.errors import ConfigurationError
 from blogimg.imaging.encoder_memory import DEFAULT_BUDGET_BYTES, shared_budget
-from blogimg.imaging.process import EncodedFile, run_in_encoder_pool
+from blogimg.imaging.encoder_pool import run_in_encoder_pool
+from blogimg.imaging.process import EncodedFile
 
 __all__ = ["MIME_TYPES", "DerivativeSigner", "ManifestCheck", "ManifestState", "available",
            "failure_codes", "looks_signed", "read_manifest"]

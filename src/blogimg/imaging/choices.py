@@ -50,8 +50,7 @@ def choose(probe: pyvips.Image, image_format: str, options: ImagingOptions, *, f
         def lossless() -> bytes:
             return encode_with_budget(probe, "png", 100, options)
     if options.quality_search == "slope" and options.point_bytes(image_format) > 0:
-        return balance_quality(probe, image_format, options.point_bytes(image_format), lossy,
-                               start=options.fixed_quality(image_format), lossless=lossless)
+        return balance_quality(probe, image_format, options.point_bytes(image_format), lossy, lossless=lossless)
     if options.quality_search in ("floor", "slope"):  # slope with no price per point: floor
         return search_quality(probe, image_format, options.floor_score, lossy,
                               start=options.fixed_quality(image_format), ceiling=options.ceiling_score,

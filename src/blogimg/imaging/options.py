@@ -51,8 +51,8 @@ class ImagingOptions:
     #: below sharp's lowest. AVIF keeps the floor search: the slope search found only
     #: 3% fewer AVIF bytes there, for two more trials an image (the encoder, not the quality, is
     #: what AVIF lacks: see the allocation bound).
-    jpeg_point_bytes: float = 6250.0
-    webp_point_bytes: float = 3800.0
+    jpeg_point_bytes: float = 6500.0
+    webp_point_bytes: float = 4200.0
     avif_point_bytes: float = 0.0
     jpeg_lowest_score: float = 68.0
     webp_lowest_score: float = 65.0

@@ -14,18 +14,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-import os
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from functools import cache, cached_property, partial
+from functools import cached_property, partial
 
 import pyvips
 
 from blogimg.errors import ImageRejectedError
 from blogimg.imaging.choices import LOSSLESS_WEBP_QUALITY, check, choose, encode_with_budget
 from blogimg.imaging.decode import decode, decode_reduced, first_line, sniff_format
+from blogimg.imaging.encoder_pool import run_each_then, run_in_encoder_pool
 from blogimg.imaging.encoders import encoder_name
 from blogimg.imaging.labels import ProvenanceLabel, labelled
 from blogimg.imaging.limits import (
@@ -38,7 +37,7 @@ from blogimg.imaging.quality_balance import Checked
 from blogimg.imaging.quality_search import Choice, few_colours
 
 __all__ = ["EncodedFile", "ImagingOptions", "ProcessedImage", "dominant_color", "make_thumbnail",
-           "make_variants", "process_image", "run_in_encoder_pool", "safe_load", "sniff_format",
+           "make_variants", "process_image", "safe_load", "sniff_format",
            "thumbnail_window"]
 
 _CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp",
@@ -137,40 +136,43 @@ def process_image(data: bytes, options: ImagingOptions = ImagingOptions(),
         probe, flat = _probe(sized, image, searched)
     except pyvips.Error as error:
         raise ImageRejectedError(f"image could not be encoded: {first_line(error)}") from None
-    # Each file is one libvips pipeline over the decoded pixels, and the encoders (libjpeg, libwebp,
-    # libaom) are mostly single-threaded: encoding the files side by side uses every core for one
-    # image, where one after another leaves the others idle. libvips releases the GIL throughout.
-    # First the searches (one per format) beside the small files; then every file at its quality.
+    # Each file is one libvips pipeline over the decoded pixels, encoded side by side on the
+    # encoder pool (encoder_pool.py): first the searches (one per format) beside the small files,
+    # and each format's files as soon as its own search has chosen their quality.
     small: list[Callable[[], object]] = [
         lambda: _encode(_thumbnail(image, options.thumbnail_size, focus), "webp", options, role="thumbnail"),
         lambda: _lqip(image),
         lambda: dominant_color(image),
     ]
-    searches: list[Callable[[], object]] = [
-        partial(_choose_and_check, probe, image_format, options, flat,
-                _check_image(image, sized, image_format, master_format), master=image_format == master_format)
-        for image_format in searched]
+    # Keyed by format; the key None stands for the formats no search chooses for (a PNG master,
+    # every format with the search off), whose files start at once.
+    searches: dict[str | None, Callable[[], object]] = {
+        image_format: partial(_choose_and_check, probe, image_format, options, flat,
+                              _check_image(image, sized, image_format, master_format),
+                              master=image_format == master_format)
+        for image_format in searched}
+    if len(searches) < len(dict.fromkeys([*options.variant_formats, master_format])):
+        searches[None] = lambda: None
+
+    def files_of(image_format: str | None, chosen: Chosen | None) -> list[Callable[[], EncodedFile]]:
+        """One format's files (image_format None: every format not searched), the widest first:
+        they take longest, and starting them last would leave one thread finishing alone."""
+        formats = [image_format] if image_format is not None else [
+            f for f in dict.fromkeys([*options.variant_formats, master_format]) if f not in searched]
+        return [
+            *((lambda resized=resized, variant_format=variant_format:
+               _final(resized, variant_format, options, "variant", chosen, probe))
+              for resized in reversed(sized) for variant_format in formats if variant_format in options.variant_formats),
+            *([lambda: _final(image, master_format, options, "master", chosen, probe)]
+              if master_format in formats else []),
+        ]
+
     try:
-        # With searches, the small files fill the threads the searches leave idle, and every
-        # file waits for its format's choice; without, everything goes in one round.
-        early = run_in_encoder_pool([*searches, *small], options.threads) if searches else []
-        choices: dict[str, Chosen] = dict(zip(searched, early[:len(searches)], strict=True))
-        # The widest variants go first: they take longest, and starting them last would leave
-        # one thread finishing alone.
-        results = run_in_encoder_pool([
-            *((lambda resized=resized, image_format=image_format:
-               _final(resized, image_format, options, "variant", choices.get(image_format), probe))
-              for resized in reversed(sized) for image_format in options.variant_formats),
-            lambda: _final(image, master_format, options, "master", choices.get(master_format), probe),
-            *([] if searches else small),
-        ], options.threads)
+        _, files, (thumbnail, lqip, colour) = run_each_then(searches, files_of, small, options.threads)
     except pyvips.Error as error:
         raise ImageRejectedError(f"image could not be encoded: {first_line(error)}") from None
-    if searches:
-        files, (thumbnail, lqip, colour) = results, early[len(searches):]
-    else:
-        files, (thumbnail, lqip, colour) = results[:-3], results[-3:]
-    *variants, master = files
+    master = next(file for file in files if file.role == "master")
+    variants = [file for file in files if file.role == "variant"]
     variants.sort(key=lambda file: (file.width, options.variant_formats.index(file.format)))
     return ProcessedImage(master=master, variants=tuple(variants), thumbnail=thumbnail, lqip=lqip,
                           dominant_color=colour, source_format=source_format, bytes_in=len(data))
@@ -346,23 +348,6 @@ def _encode(image: pyvips.Image, image_format: str, options: ImagingOptions, *, 
     quality = 75 if role == "thumbnail" else options.fixed_quality(image_format)
     data = encode_with_budget(image, image_format, quality, options)
     return _file(image, image_format, role, data, None if image_format == "png" else quality, None, options=options)
-
-
-def run_in_encoder_pool(work: list[Callable[[], object]], threads: int) -> list:
-    """Results of ``work`` in order; the first error is raised after every task has ended."""
-    pool = _pool(threads or min(4, os.cpu_count() or 1))
-    if pool is None:
-        return [task() for task in work]
-    futures = [pool.submit(task) for task in work]
-    wait(futures)  # never leave a task running on pixels the caller is about to drop
-    return [future.result() for future in futures]
-
-
-@cache
-def _pool(threads: int) -> ThreadPoolExecutor | None:
-    # One pool per size for the whole process, shared by concurrent jobs: the number of encoder
-    # threads stays bounded however many images the worker has in flight.
-    return None if threads <= 1 else ThreadPoolExecutor(threads, thread_name_prefix="blogimg-encode")
 
 
 def _widths(image: pyvips.Image, widths: tuple[int, ...], max_pixels: int) -> Iterator[pyvips.Image]:

@@ -1,0 +1,69 @@
+"""The encoder pool (imaging/encoder_pool.py): a format's files start as soon as its own search
+ends, not after every search; a failed search starts no files and its error comes after every
+started task has ended."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from blogimg.imaging.encoder_pool import run_each_then
+
+
+def test_a_keys_work_starts_while_a_slower_search_still_runs() -> None:
+    files_started = threading.Event()
+
+    def slow_search() -> bool:
+        # Ends only once the fast search's file has started (or, failing that, after 10 s).
+        return files_started.wait(10)
+
+    def then(key: str, result: object) -> list:
+        if key == "fast":
+            return [lambda: files_started.set() or f"file of {result}"]
+        return [lambda: f"file of {key}"]
+
+    results, files, small = run_each_then({"slow": slow_search, "fast": lambda: "fast choice"}, then,
+                                          [lambda: "thumbnail"], threads=2)
+
+    assert results == {"slow": True, "fast": "fast choice"}  # slow saw the fast one's file start
+    assert files == ["file of fast choice", "file of slow"]  # in the order the searches ended
+    assert small == ["thumbnail"]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_results_come_back_by_key_and_each_keys_work_in_its_own_order(threads: int) -> None:
+    results, files, small = run_each_then(
+        {"webp": lambda: 75, "jpeg": lambda: 80},
+        lambda key, quality: [lambda width=width: (key, quality, width) for width in (1536, 768)],
+        [lambda: "lqip", lambda: "colour"], threads=threads)
+
+    assert results == {"webp": 75, "jpeg": 80}
+    assert sorted(files) == sorted([("webp", 75, 1536), ("webp", 75, 768), ("jpeg", 80, 1536), ("jpeg", 80, 768)])
+    for key in ("webp", "jpeg"):
+        assert [width for name, _, width in files if name == key] == [1536, 768]
+    assert small == ["lqip", "colour"]
+
+
+def test_a_failed_search_starts_no_work_and_its_error_comes_after_the_rest_has_ended() -> None:
+    ended: list[str] = []
+    asked: list[str] = []
+
+    def failing() -> None:
+        raise RuntimeError("encoder failed")
+
+    def slow_small() -> str:
+        time.sleep(0.2)
+        ended.append("small")
+        return "thumbnail"
+
+    def then(key: str, _result: object) -> list:
+        asked.append(key)
+        return [lambda: ended.append(f"file of {key}")]
+
+    with pytest.raises(RuntimeError, match="encoder failed"):
+        run_each_then({"avif": failing, "webp": lambda: 75}, then, [slow_small], threads=2)
+
+    assert asked == ["webp"]  # nothing started for the failed format
+    assert sorted(ended) == ["file of webp", "small"]  # every started task ended before the error
