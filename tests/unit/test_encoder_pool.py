@@ -1,11 +1,12 @@
 """The encoder pool (imaging/encoder_pool.py): a format's files start as soon as its own search
-ends, not after every search; a failed search starts no files and its error comes after every
-started task has ended."""
+ends, not after every search; once a search fails no more work starts, and its error comes after
+every started task has ended."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -46,24 +47,43 @@ def test_results_come_back_by_key_and_each_keys_work_in_its_own_order(threads: i
     assert small == ["lqip", "colour"]
 
 
-def test_a_failed_search_starts_no_work_and_its_error_comes_after_the_rest_has_ended() -> None:
+def test_a_failed_search_starts_no_more_work_and_its_error_comes_after_the_started_work_ends() -> None:
     ended: list[str] = []
     asked: list[str] = []
 
     def failing() -> None:
         raise RuntimeError("encoder failed")
 
-    def slow_small() -> str:
-        time.sleep(0.2)
-        ended.append("small")
-        return "thumbnail"
+    def slow(name: str, seconds: float, result: object) -> Callable[[], object]:
+        def task() -> object:
+            time.sleep(seconds)
+            ended.append(name)
+            return result
+        return task
 
     def then(key: str, _result: object) -> list:
         asked.append(key)
         return [lambda: ended.append(f"file of {key}")]
 
+    # Two threads: the failing search and the WebP one start first; the thumbnail takes the thread
+    # the failure freed, so the LQIP is still waiting when the failure is seen.
     with pytest.raises(RuntimeError, match="encoder failed"):
-        run_each_then({"avif": failing, "webp": lambda: 75}, then, [slow_small], threads=2)
+        run_each_then({"avif": failing, "webp": slow("webp search", 0.2, 75)}, then,
+                      [slow("thumbnail", 0.3, "thumbnail"), slow("lqip", 0.0, "lqip")], threads=2)
 
-    assert asked == ["webp"]  # nothing started for the failed format
-    assert sorted(ended) == ["file of webp", "small"]  # every started task ended before the error
+    assert asked == []  # no format's files started once the image was lost
+    assert sorted(ended) == ["thumbnail", "webp search"]  # the started ones ended; the LQIP never ran
+
+
+def test_one_thread_runs_everything_in_order() -> None:
+    order: list[str] = []
+
+    def task(name: str) -> Callable[[], str]:
+        return lambda: order.append(name) or name
+
+    results, files, small = run_each_then({"jpeg": task("jpeg search"), "webp": task("webp search")},
+                                          lambda key, _result: [task(f"{key} file")], [task("thumbnail")],
+                                          threads=1)
+    assert order == ["jpeg search", "webp search", "jpeg file", "webp file", "thumbnail"]
+    assert (results, files, small) == ({"jpeg": "jpeg search", "webp": "webp search"},
+                                       ["jpeg file", "webp file"], ["thumbnail"])

@@ -61,16 +61,27 @@ def test_output_formats_and_sizes() -> None:
     assert len(result.master.data) < len(source.pngsave_buffer()) / 2
 
 
-def test_encoding_side_by_side_gives_the_same_files_in_the_same_order() -> None:
+@pytest.mark.parametrize(("options", "alpha"), [
+    (FAST, False),
+    (dataclasses.replace(FAST, quality_search="off"), False),  # no search: one round
+    (dataclasses.replace(FAST, variant_formats=("jpeg", "webp")), False),  # JPEG: master and variant
+    (FAST, True),  # a PNG master, which no search chooses for, beside searched variants
+], ids=["slope", "off", "jpeg-variants", "png-master"])
+def test_encoding_side_by_side_gives_the_same_files_in_the_same_order(options: ImagingOptions,
+                                                                      alpha: bool) -> None:
     # The encoder pool only changes when each file is made, never what is made or in which order
     # the variants are listed (narrowest first, formats as configured).
-    data = photo_like(900, 600).pngsave_buffer()
-    alone = process_image(data, dataclasses.replace(FAST, threads=1))
-    pooled = process_image(data, dataclasses.replace(FAST, threads=3))
+    image = photo_like(900, 600)
+    if alpha:
+        image = image.bandjoin(image[0].linear(0.5, 100).cast("uchar"))
+    data = image.pngsave_buffer()
+    alone = process_image(data, dataclasses.replace(options, threads=1))
+    pooled = process_image(data, dataclasses.replace(options, threads=3))
     assert [(f.role, f.format, f.width, f.sha256) for f in pooled.files] == \
         [(f.role, f.format, f.width, f.sha256) for f in alone.files]
     assert [(f.width, f.format) for f in pooled.variants] == \
-        [(w, fmt) for w in (200, 400, 800, 900) for fmt in FAST.variant_formats]
+        [(w, fmt) for w in (200, 400, 800, 900) for fmt in options.variant_formats]
+    assert pooled.master.format == ("png" if alpha else "jpeg")
     assert (pooled.lqip, pooled.dominant_color) == (alone.lqip, alone.dominant_color)
 
 

@@ -29,36 +29,43 @@ def run_in_encoder_pool(work: list[Callable[[], Any]], threads: int) -> list[Any
     return [future.result() for future in futures]
 
 
-def run_each_then(first: Mapping[Key, Callable[[], Any]], then: Callable[[Key, Any], list[Callable[[], Any]]],
-                  beside: list[Callable[[], Any]], threads: int) -> tuple[dict[Key, Any], list[Any], list[Any]]:
+def run_each_then(first: Mapping[Key, Callable[[], Any]],
+                  then: Callable[[Key, Any], list[Callable[[], Any]]],
+                  beside: list[Callable[[], Any]],
+                  threads: int) -> tuple[dict[Key, Any], list[Any], list[Any]]:
     """Each of ``first`` (a quality search per format), and as soon as one has its result, the work
     ``then(key, result)`` gives (that format's files); ``beside`` (the small files) fills the
     threads meanwhile. Returns first's results by key, then's results (in the order the keys'
     results came, each key's in its own order) and beside's, in order.
 
     Starting a format's files when its own search ends, rather than after every search, keeps the
-    threads busy while the slowest search finishes. The first error is raised after every task
-    started has ended; no ``then`` work is started for a key whose search failed."""
+    threads busy while the slowest search finishes. Once a search has failed the image is lost, so
+    no more work is started for it: what has not started is cancelled, and the error is raised
+    after every started task has ended (never leave a task running on pixels the caller is about
+    to drop). Which error: one from ``then`` itself, else the first failed search in ``first``'s
+    order, else the first failed task of then's and beside's."""
     pool = _pool(_threads(threads))
+    results: dict[Key, Any] = {}
     if pool is None:
         results = {key: task() for key, task in first.items()}
-        followed = [task() for key, result in results.items() for task in then(key, result)]
-        return results, followed, [task() for task in beside]
+        files = [task() for key, result in results.items() for task in then(key, result)]
+        return results, files, [task() for task in beside]
     searches: dict[Future[Any], Key] = {pool.submit(task): key for key, task in first.items()}
     small = [pool.submit(task) for task in beside]
     following: list[Future[Any]] = []
-    results = {}
     try:
         for future in as_completed(searches):
-            if future.exception() is None:
-                results[searches[future]] = future.result()
-                following.extend(pool.submit(task) for task in then(searches[future], future.result()))
+            if future.exception() is not None:
+                for waiting in [*small, *following]:
+                    waiting.cancel()  # only those not yet started; the rest end on their own
+                break
+            results[searches[future]] = future.result()
+            following.extend(pool.submit(task) for task in then(searches[future], future.result()))
     finally:
-        wait([*searches, *small, *following])  # never leave a task running on pixels the caller drops
+        wait([*searches, *small, *following])
     for future in searches:
-        future.result()  # the first search's error, if any
-    return ({key: results[key] for key in first}, [future.result() for future in following],
-            [future.result() for future in small])
+        future.result()  # raises the first failed search's error
+    return results, [future.result() for future in following], [future.result() for future in small]
 
 
 def _threads(threads: int) -> int:

@@ -48,9 +48,10 @@ class ImagingOptions:
     #: slope mode: bytes per megapixel one SSIMULACRA2 point is worth (0: that format keeps the
     #: floor search), and the lowest score of a file at the check size. Calibrated on the benchmark
     #: corpus (BENCHMARKS.md): each format's mean score at least sharp's defaults' less 0.5, none
-    #: below sharp's lowest. AVIF keeps the floor search: the slope search found only
-    #: 3% fewer AVIF bytes there, for two more trials an image (the encoder, not the quality, is
-    #: what AVIF lacks: see the allocation bound).
+    #: below sharp's lowest. AVIF keeps the floor search: the slope search (then a walk from the
+    #: fixed quality) found only 3% fewer AVIF bytes there, for two more trials an image (the
+    #: encoder, not the quality, is what AVIF lacks: see the allocation bound); its scan
+    #: (quality_balance.SCAN) is not calibrated.
     jpeg_point_bytes: float = 6500.0
     webp_point_bytes: float = 4200.0
     avif_point_bytes: float = 0.0

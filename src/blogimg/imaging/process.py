@@ -144,31 +144,38 @@ def process_image(data: bytes, options: ImagingOptions = ImagingOptions(),
         lambda: _lqip(image),
         lambda: dominant_color(image),
     ]
-    # Keyed by format; the key None stands for the formats no search chooses for (a PNG master,
-    # every format with the search off), whose files start at once.
-    searches: dict[str | None, Callable[[], object]] = {
-        image_format: partial(_choose_and_check, probe, image_format, options, flat,
-                              _check_image(image, sized, image_format, master_format),
-                              master=image_format == master_format)
-        for image_format in searched}
-    if len(searches) < len(dict.fromkeys([*options.variant_formats, master_format])):
-        searches[None] = lambda: None
+    every_format = list(dict.fromkeys([*options.variant_formats, master_format]))
+    unsearched = [image_format for image_format in every_format if image_format not in searched]
 
     def files_of(image_format: str | None, chosen: Chosen | None) -> list[Callable[[], EncodedFile]]:
-        """One format's files (image_format None: every format not searched), the widest first:
-        they take longest, and starting them last would leave one thread finishing alone."""
-        formats = [image_format] if image_format is not None else [
-            f for f in dict.fromkeys([*options.variant_formats, master_format]) if f not in searched]
+        """One format's files (None: every format not searched): the widest variants first, as
+        they take longest and starting them last would leave one thread finishing alone; the
+        master last."""
+        formats = [image_format] if image_format is not None else unsearched
         return [
             *((lambda resized=resized, variant_format=variant_format:
                _final(resized, variant_format, options, "variant", chosen, probe))
-              for resized in reversed(sized) for variant_format in formats if variant_format in options.variant_formats),
+              for resized in reversed(sized) for variant_format in formats
+              if variant_format in options.variant_formats),
             *([lambda: _final(image, master_format, options, "master", chosen, probe)]
               if master_format in formats else []),
         ]
 
     try:
-        _, files, (thumbnail, lqip, colour) = run_each_then(searches, files_of, small, options.threads)
+        if searched:
+            # The key None stands for the formats no search chooses for (a PNG master of an image
+            # with alpha): their files start at once.
+            searches: dict[str | None, Callable[[], Chosen | None]] = {
+                image_format: partial(_choose_and_check, probe, image_format, options, flat,
+                                      _check_image(image, sized, image_format, master_format),
+                                      master=image_format == master_format)
+                for image_format in searched}
+            if unsearched:
+                searches[None] = lambda: None
+            _, files, (thumbnail, lqip, colour) = run_each_then(searches, files_of, small, options.threads)
+        else:  # every file at its fixed quality, in one round, the small ones last
+            *files, thumbnail, lqip, colour = run_in_encoder_pool([*files_of(None, None), *small],
+                                                                  options.threads)
     except pyvips.Error as error:
         raise ImageRejectedError(f"image could not be encoded: {first_line(error)}") from None
     master = next(file for file in files if file.role == "master")
