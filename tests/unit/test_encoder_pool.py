@@ -48,31 +48,34 @@ def test_results_come_back_by_key_and_each_keys_work_in_its_own_order(threads: i
 
 
 def test_a_failed_search_starts_no_more_work_and_its_error_comes_after_the_started_work_ends() -> None:
+    started: list[str] = []
     ended: list[str] = []
     asked: list[str] = []
 
-    def failing() -> None:
-        raise RuntimeError("encoder failed")
-
-    def slow(name: str, seconds: float, result: object) -> Callable[[], object]:
+    def timed(name: str, seconds: float, result: object = None, *, fails: bool = False) -> Callable[[], object]:
         def task() -> object:
+            started.append(name)
             time.sleep(seconds)
             ended.append(name)
+            if fails:
+                raise RuntimeError("encoder failed")
             return result
         return task
 
     def then(key: str, _result: object) -> list:
         asked.append(key)
-        return [lambda: ended.append(f"file of {key}")]
+        return [timed(f"file of {key}", 0.0)]
 
-    # Two threads: the failing search and the WebP one start first; the thumbnail takes the thread
-    # the failure freed, so the LQIP is still waiting when the failure is seen.
+    # Two threads. The AVIF search fails at 0.2 s while the WebP one runs until 1 s; the thread the
+    # failure frees may take the thumbnail (1 s) before the failure is seen, or not; either way
+    # both threads are busy when it is seen, so the LQIP has not started and never will.
     with pytest.raises(RuntimeError, match="encoder failed"):
-        run_each_then({"avif": failing, "webp": slow("webp search", 0.2, 75)}, then,
-                      [slow("thumbnail", 0.3, "thumbnail"), slow("lqip", 0.0, "lqip")], threads=2)
+        run_each_then({"avif": timed("avif search", 0.2, fails=True), "webp": timed("webp search", 1.0, 75)},
+                      then, [timed("thumbnail", 1.0), timed("lqip", 0.0)], threads=2)
 
-    assert asked == []  # no format's files started once the image was lost
-    assert sorted(ended) == ["thumbnail", "webp search"]  # the started ones ended; the LQIP never ran
+    assert asked == []  # the WebP search ended after the failure: none of its files started
+    assert "lqip" not in started
+    assert sorted(ended) == sorted(started)  # every started task had ended when the error came
 
 
 def test_one_thread_runs_everything_in_order() -> None:
