@@ -17,9 +17,9 @@ qualities apart. A walk from the fixed quality (5 qualities a step while the cos
 replaced) stopped in the first dip it met. So the search first tries ``SCAN`` (qualities across the
 useful range), then the best so far ± each of ``REFINE`` in turn: 8 trials at most. Nothing
 guarantees it the best of every quality (a dip narrower than its steps can hide between them), but
-on the benchmark corpus, with the prices refitted, it
-took WebP from 0.832× sharp's bytes to 0.798× and the JPEG master from 0.800× to 0.791×, at equal
-quality; trying every quality from 30 to 95 on the probe did only about as well.
+on the benchmark corpus, with the prices refitted, it took WebP from 0.832× sharp's bytes to 0.798×
+and the JPEG master from 0.800× to 0.791×, at equal quality; trying every quality on the probe
+(WebP 30–95, JPEG 40–95) did only about as well.
 
 Then the floor, checked where readers see the file rather than on the probe, which cannot
 guard it (a full-size master of small text scores up to 13 points below its 480-px probe):
@@ -39,8 +39,8 @@ from blogimg.imaging.quality_search import HIGHEST, LOWEST, Choice, score_file, 
 __all__ = ["Checked", "MAX_RAISES", "RAISE_STEP", "REFINE", "SCAN", "balance_quality", "raise_to_floor"]
 
 #: The first trials: four qualities across the range the best choices on the probe span on the
-#: benchmark corpus (WebP about 35–95, the JPEG master 50–95). AVIF's are not calibrated: its price
-#: is 0 by default, so it keeps the floor search ...
+#: benchmark corpus at the default prices (WebP 32–93, the JPEG master 61–93). AVIF's are not
+#: calibrated: its price is 0 by default, so it keeps the floor search ...
 SCAN = {"jpeg": (55, 67, 79, 91), "webp": (40, 55, 70, 85), "avif": (40, 52, 64, 76)}
 #: ... then the best so far and its neighbours this far away, each step in turn.
 REFINE = (7, 3)

@@ -94,7 +94,9 @@ def judge(value: float, threshold: float, *, may_fire: bool = True, above: bool 
     """Hysteresis: fire at the threshold (or only ``above`` it), clear below it less the margin, hold between."""
     if may_fire and (value > threshold if above else value >= threshold):
         return Verdict.FIRE
-    if value < threshold * (1 - RESOLVE_MARGIN):
+    # Both sides rounded: a rate is a ratio of counts, and 0.2 × 0.9 is 0.18000000000000002 in
+    # floating point, which cleared an alert at exactly 18% (9 of 50), on the margin, not below it.
+    if round(value, 9) < round(threshold * (1 - RESOLVE_MARGIN), 9):
         return Verdict.CLEAR
     return Verdict.HOLD
 
