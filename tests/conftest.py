@@ -16,6 +16,8 @@ from blogimg.db.database import Database
 from tests.postgres import postgres_database
 from tests.support import PROVIDER_VARIABLES
 
+pytest_plugins = ["tests.lock_report"]  # a failure on "database is locked" names the lock's holder
+
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
