@@ -128,6 +128,9 @@ def cli_environment(data: Path, **extra: str) -> dict[str, str]:
         BLOGIMG_DATABASE_URL=f"sqlite+aiosqlite:///{data / 'blogimg.db'}",
         BLOGIMG_STORAGE_PATH=str(data / "images"),
         COLUMNS="200",
+        # A command that crashes (a segmentation fault in a native library, seen once in CI) prints
+        # every thread's Python stack on stderr, which the failing assertion shows; silent otherwise.
+        PYTHONFAULTHANDLER="1",
     )
     environment.update(extra)
     return environment
