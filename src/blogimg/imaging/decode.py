@@ -14,6 +14,7 @@ Provider output is treated as hostile input:
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 
 import pyvips
@@ -42,6 +43,7 @@ _CACHED_OPERATIONS = 0
 #: single-threaded, so more threads feeding each of them would not make it faster.
 _MAX_LIBVIPS_THREADS = 4
 _hardened = False
+_hardening = threading.Lock()
 
 
 def sniff_format(data: bytes) -> str:
@@ -126,9 +128,19 @@ def _decoded(data: bytes, image_format: str, max_profile_bytes: int) -> pyvips.I
 
 
 def harden() -> None:
-    """Set libvips up for hostile input, once per process."""
+    """Set libvips up for hostile input, once per process.
+
+    Best called before any thread uses libvips (open_runtime does): the settings are global, and
+    blocking the untrusted loaders visits every operation class. Called again from each decode,
+    for callers that never open a runtime, it does nothing after the first time; the lock keeps
+    two threads' first decodes from doing it at once.
+    """
     global _hardened
-    if not _hardened:
+    if _hardened:
+        return
+    with _hardening:
+        if _hardened:  # another thread did it while this one waited
+            return
         # Belt and braces: even if some path reached a generic loader, libvips refuses the
         # loaders it marks untrusted (those built on large, fuzz-prone libraries).
         pyvips.block_untrusted_set(True)

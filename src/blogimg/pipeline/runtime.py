@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from blogimg.config import Settings
 from blogimg.db.database import Database
 from blogimg.domain import ProgressEvent
+from blogimg.imaging.decode import harden
 from blogimg.imaging.process import ImagingOptions
 from blogimg.pipeline.alerting import AlertEvaluator, circuit_states
 from blogimg.pipeline.budget import Budget
@@ -90,6 +91,7 @@ async def open_runtime(
 
     ``with_providers=False`` opens only the catalogue and storage (an API without a worker).
     """
+    harden()  # libvips' process-wide settings, before any thread (a provider, a job) uses it
     chain: ProviderChain | None = None
     captions: CaptionChain | None = None
     provenance = Provenance()
